@@ -1,0 +1,22 @@
+// What the rest of the proxy sees of an upstream's endpoints: the balancer hands one out,
+// callers report how connecting to it went (passive health).
+import type { HostPort } from '../config/types.ts';
+
+export interface EndpointState {
+  /** Upstream name from the config. */
+  readonly upstream: string;
+  /** "host:port", stable: used as a metric label and in the request log. */
+  readonly key: string;
+  readonly address: HostPort;
+  /** False while a failed connect's back-off runs, or while the active check says so. */
+  readonly healthy: boolean;
+  /** Last error code seen toward this endpoint, or null. */
+  readonly lastError: string | null;
+}
+
+export interface EndpointSelector {
+  /** Round-robin over healthy endpoints; null when none is healthy. */
+  pick(): EndpointState | null;
+  reportFailure(endpoint: EndpointState, code: string): void;
+  reportSuccess(endpoint: EndpointState): void;
+}
