@@ -20,3 +20,8 @@ export interface EndpointSelector {
   reportFailure(endpoint: EndpointState, code: string): void;
   reportSuccess(endpoint: EndpointState): void;
 }
+
+/** Opens one mTLS connection to an endpoint (implemented by src/net/upstream-tls.ts). */
+export interface TlsConnector {
+  connect(endpoint: HostPort, timeoutMs: number): Promise<import('node:tls').TLSSocket>;
+}

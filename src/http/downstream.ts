@@ -1,0 +1,393 @@
+// One client connection on an http-mode listener. It runs the request parser and the
+// phases up to "choose upstream"; the Exchange takes it from there. Requests are handled
+// one at a time: the parser pauses at each message's end, so pipelined requests wait
+// (unparsed) until the response before them is complete, and are answered in order.
+// Every chunk is parsed completely before any of it is forwarded.
+import type { TLSSocket } from 'node:tls';
+import { ProxyError } from '../errors.ts';
+import type { ClientIdentity } from '../net/identity.ts';
+import { formatXfcc } from '../net/identity.ts';
+import type { ListenerContext, RequestRecord } from './context.ts';
+import { Exchange, type DownstreamPort } from './exchange.ts';
+import { clientAddress, newRequestId } from './headers.ts';
+import { ERR, HttpParser, TYPE_REQUEST, errorName, type ParserHandler } from './llhttp.ts';
+import { CLIENT_CLOSED_STATUS, localResponse } from './local-response.ts';
+import { normaliseTarget, requestIdOf, upstreamHead } from './request-filters.ts';
+import { RequestHead } from './request-head.ts';
+
+type TimerKind = 'header' | 'idle' | 'none';
+
+/** llhttp errors that are about message framing (RFC 9112 §6.3): smuggling vectors. */
+const FRAMING_ERRORS = new Set(['HPE_INVALID_TRANSFER_ENCODING', 'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_INVALID_CONTENT_LENGTH', 'HPE_INVALID_CHUNK_SIZE']);
+
+export class DownstreamConnection implements ParserHandler, DownstreamPort {
+  readonly socket: TLSSocket;
+  readonly ctx: ListenerContext;
+  readonly #identity: ClientIdentity | null;
+  readonly #allowed: boolean;
+  readonly #clientAddr: string;
+  #xfcc: string | null | undefined = undefined;
+  readonly #parser: HttpParser;
+  readonly #head: RequestHead;
+
+  #exchange: Exchange | null = null;
+  #toStart: Exchange | null = null;
+  #error: ProxyError | null = null;
+  #inBody = false;
+  #inTrailers = false;
+  /** Unparsed bytes after a complete message: the next pipelined request(s). */
+  #held: Buffer | null = null;
+  #awaitingResponse = false;
+  #upstreamFull = false;
+  /** After an Upgrade request: answer it, then close (never parse past a protocol switch). */
+  #lastRequest = false;
+  #closing = false;
+  #draining = false;
+
+  #timer: NodeJS.Timeout;
+  #timerKind: TimerKind = 'header';
+  #deadline: number;
+  #requestStart = 0;
+  #requestWallStart = 0;
+  #headStarted = false;
+
+  constructor(socket: TLSSocket, ctx: ListenerContext, identity: ClientIdentity | null, allowed: boolean) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.#identity = identity;
+    this.#allowed = allowed;
+    this.#clientAddr = clientAddress(socket.remoteAddress);
+    this.#head = new RequestHead(ctx.config.limits);
+    this.#parser = new HttpParser(TYPE_REQUEST, this);
+    const limits = ctx.config.limits;
+    // slowloris: the first request's head must arrive within header_timeout of the handshake
+    this.#deadline = performance.now() + limits.headerTimeoutMs;
+    this.#timer = setTimeout(this.#onTimer, Math.min(limits.headerTimeoutMs, limits.idleTimeoutMs));
+    this.#timer.unref();
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    socket.on('drain', this.#onDrain);
+  }
+
+  get busy(): boolean {
+    return this.#exchange !== null;
+  }
+
+  /** Server is draining: close now if idle, else after the current response. */
+  drain(): void {
+    this.#draining = true;
+    if (this.#exchange === null && this.#timerKind === 'idle') this.#close();
+  }
+
+  // ---- socket events ------------------------------------------------------------------
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#closing) return;
+    if (this.#timerKind === 'idle') this.#setTimer('header');
+    this.#exchange?.touch();
+    this.#execute(chunk);
+  };
+
+  #execute(chunk: Buffer): void {
+    const parser = this.#parser;
+    const ret = parser.execute(chunk);
+    if (ret === ERR.OK || ret === ERR.PAUSED || ret === ERR.PAUSED_UPGRADE) {
+      if (ret !== ERR.OK) {
+        // paused at a message's end; keep what follows for after the response
+        if (parser.stoppedAt < chunk.length) this.#held = chunk.subarray(parser.stoppedAt);
+        this.#awaitingResponse = true;
+        if (ret === ERR.PAUSED_UPGRADE) this.#lastRequest = true;
+      }
+      const ex = this.#toStart;
+      if (ex !== null) {
+        this.#toStart = null;
+        void ex.start();
+      } else {
+        this.#exchange?.flush();
+      }
+      this.#updateReading();
+      return;
+    }
+    this.#parseFailed(ret);
+  }
+
+  #parseFailed(ret: number): void {
+    let err = this.#error;
+    if (err === null) {
+      const name = errorName(ret);
+      const reason = this.#parser.errorReason;
+      if (ret === ERR.INVALID_VERSION) {
+        const major = this.#parser.httpMajor;
+        const minor = this.#parser.httpMinor;
+        err = major === 1 && minor <= 1 ? new ProxyError('BAD_REQUEST', reason) : new ProxyError('VERSION_NOT_SUPPORTED', `HTTP/${major}.${minor} is not supported`);
+      } else if (ret === ERR.PAUSED_H2_UPGRADE) err = new ProxyError('VERSION_NOT_SUPPORTED', 'HTTP/2 is not supported on this listener');
+      else if (ret === ERR.INVALID_METHOD) err = new ProxyError('BAD_METHOD', reason);
+      else if (FRAMING_ERRORS.has(name)) err = new ProxyError('AMBIGUOUS_FRAMING', `${reason} (${name})`);
+      else err = new ProxyError('BAD_REQUEST', `${reason} (${name})`);
+    }
+    this.#toStart = null;
+    const ex = this.#exchange;
+    if (ex !== null) {
+      // an error inside the body: the upstream connection is cut, never completed
+      ex.abort(err);
+      this.#exchange = null;
+      if (!ex.responseStarted) this.#answerAndClose(err, ex.init.id, ex);
+      else {
+        this.#record(ex, ex.status, err);
+        this.socket.destroy();
+      }
+      return;
+    }
+    this.#answerAndClose(err, null, null);
+  }
+
+  #onEnd = (): void => {
+    // the client half-closed: whatever is in flight can no longer be answered reliably
+    this.#abortInFlight();
+    this.#close();
+  };
+
+  #onError = (): void => {
+    // 'close' follows and tears down
+  };
+
+  #onClose = (): void => {
+    this.#closing = true;
+    clearTimeout(this.#timer);
+    this.#abortInFlight();
+    this.#parser.destroy();
+  };
+
+  #onDrain = (): void => {
+    this.#exchange?.onClientDrain();
+  };
+
+  #abortInFlight(): void {
+    const ex = this.#exchange;
+    if (ex === null) return;
+    this.#exchange = null;
+    this.#toStart = null;
+    const err = new ProxyError('CLIENT_ABORTED', 'client closed the connection');
+    ex.abort(err);
+    this.#record(ex, CLIENT_CLOSED_STATUS, err);
+  }
+
+  // ---- parser callbacks (request mode) --------------------------------------------------
+
+  onMessageBegin(): number {
+    this.#head.reset();
+    this.#inBody = false;
+    this.#inTrailers = false;
+    this.#error = null;
+    this.#requestStart = performance.now();
+    this.#requestWallStart = Date.now();
+    this.#headStarted = true;
+    if (this.#timerKind !== 'header') this.#setTimer('header');
+    return 0;
+  }
+
+  onUrl(data: Buffer, start: number, end: number): number {
+    return this.#check(this.#head.onUrl(data, start, end));
+  }
+
+  onStatus(): number {
+    return 0;
+  }
+
+  onHeaderField(data: Buffer, start: number, end: number): number {
+    if (this.#inBody && !this.#inTrailers) {
+      this.#inTrailers = true;
+      this.#head.startTrailers();
+    }
+    return this.#check(this.#head.onHeaderField(data, start, end));
+  }
+
+  onHeaderValue(data: Buffer, start: number, end: number): number {
+    return this.#check(this.#head.onHeaderValue(data, start, end));
+  }
+
+  #check(err: ProxyError | null): number {
+    if (err === null) return 0;
+    this.#error = err;
+    return -1;
+  }
+
+  onHeadersComplete(_status: number, upgrade: boolean, keepAlive: boolean): number {
+    const p = this.#parser;
+    const head = this.#head;
+    const err = head.complete(p.method, p.httpMajor, p.httpMinor, keepAlive, upgrade);
+    if (err !== null) return this.#check(err);
+    this.#inBody = true;
+    this.#headStarted = false;
+    this.#setTimer('none');
+    // phase: identity check (the handshake verified the chain; the allow-list is ours)
+    if (!this.#allowed) return this.#check(new ProxyError('FORBIDDEN', 'client certificate is not on the allow-list'));
+    // phase: request filters
+    const form = normaliseTarget(head);
+    if (form instanceof ProxyError) return this.#check(form);
+    const route = this.ctx.router.match(form.host, form.target);
+    const cluster = this.ctx.clusters.get(route.upstream);
+    if (cluster === undefined) return this.#check(new ProxyError('INTERNAL', `route names unknown upstream "${route.upstream}"`));
+    const id = requestIdOf(head);
+    const host = form.host !== '' ? form.host : (cluster.config.tls.serverName ?? cluster.config.endpoints[0]?.host ?? 'localhost');
+    if (this.#xfcc === undefined) this.#xfcc = this.#identity ? formatXfcc(this.#identity) : null;
+    const ex = new Exchange(this, {
+      id,
+      method: head.method,
+      target: route.target,
+      host,
+      path: form.path,
+      upstreamHead: upstreamHead(head, { target: route.target, host, requestId: id, clientAddr: this.#clientAddr, xfcc: this.#xfcc }),
+      chunked: head.chunked,
+      hasBody: head.chunked || head.contentLength > 0,
+      clientKeepAlive: keepAlive && !upgrade,
+      clientMinor: head.versionMinor,
+      cluster,
+      startedAt: this.#requestStart,
+      wallStart: this.#requestWallStart,
+      headBytesIn: 0,
+    });
+    this.#exchange = ex;
+    this.#toStart = ex;
+    return 0;
+  }
+
+  onBody(data: Buffer, start: number, end: number): number {
+    this.#exchange!.queueBody(data.subarray(start, end));
+    return 0;
+  }
+
+  onMessageComplete(): number {
+    this.#exchange?.markRequestComplete();
+    return ERR.PAUSED;
+  }
+
+  // ---- DownstreamPort ------------------------------------------------------------------
+
+  pauseForUpstream(): void {
+    this.#upstreamFull = true;
+    this.#updateReading();
+  }
+
+  resumeFromUpstream(): void {
+    this.#upstreamFull = false;
+    this.#updateReading();
+  }
+
+  exchangeDone(ex: Exchange, reusable: boolean): void {
+    if (this.#exchange !== ex) return;
+    this.#exchange = null;
+    this.#record(ex, ex.status, ex.error);
+    if (!reusable || this.#lastRequest || this.#draining || this.ctx.isDraining() || this.#closing) {
+      this.#close();
+      return;
+    }
+    this.#awaitingResponse = false;
+    this.#setTimer('idle');
+    this.#parser.resume();
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      this.#setTimer('header');
+      this.#execute(held);
+    } else {
+      this.#updateReading();
+    }
+  }
+
+  failBeforeResponse(ex: Exchange, err: ProxyError): void {
+    if (this.#exchange !== ex) return;
+    this.#exchange = null;
+    this.#answerAndClose(err, ex.init.id, ex);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  #updateReading(): void {
+    const s = this.socket;
+    const ex = this.#exchange;
+    const stop = this.#closing || this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected);
+    if (stop) {
+      if (!s.isPaused()) s.pause();
+    } else if (s.isPaused()) {
+      s.resume();
+    }
+  }
+
+  #answerAndClose(err: ProxyError, id: string | null, ex: Exchange | null): void {
+    if (this.#closing) return;
+    const requestId = id ?? newRequestId();
+    this.#record(ex, err.status, err, requestId);
+    this.ctx.logger.debug({ err: err.code, reason: err.message, client: this.#clientAddr }, 'request refused');
+    this.socket.end(localResponse(err, requestId), 'latin1');
+    this.#close();
+  }
+
+  #close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#updateReading();
+    const s = this.socket;
+    if (!s.destroyed) {
+      s.end();
+      // a peer that never reads our FIN must not hold the socket forever
+      this.#timerKind = 'idle';
+      this.#deadline = performance.now() + Math.min(5000, this.ctx.config.limits.idleTimeoutMs);
+    }
+  }
+
+  #setTimer(kind: TimerKind): void {
+    this.#timerKind = kind;
+    const l = this.ctx.config.limits;
+    if (kind === 'header') this.#deadline = performance.now() + l.headerTimeoutMs;
+    else if (kind === 'idle') this.#deadline = performance.now() + l.idleTimeoutMs;
+  }
+
+  #onTimer = (): void => {
+    const l = this.ctx.config.limits;
+    const now = performance.now();
+    if (this.#timerKind !== 'none' && now >= this.#deadline) {
+      if (this.#closing) {
+        this.socket.destroy();
+        return;
+      }
+      if (this.#timerKind === 'header' && this.#headStarted) {
+        this.#answerAndClose(new ProxyError('HEADER_TIMEOUT', `request head not received within ${l.headerTimeoutMs} ms`), null, null);
+      } else {
+        this.#close();
+      }
+    }
+    if (!this.socket.destroyed) {
+      const next = this.#timerKind === 'none' ? Math.min(l.headerTimeoutMs, l.idleTimeoutMs) : Math.max(1, this.#deadline - now);
+      this.#timer = setTimeout(this.#onTimer, next);
+      this.#timer.unref();
+    }
+  };
+
+  #record(ex: Exchange | null, status: number, err: ProxyError | null, id?: string): void {
+    const head = this.#head;
+    const idn = this.#identity;
+    const started = ex ? ex.init.startedAt : this.#requestStart || performance.now();
+    const rec: RequestRecord = {
+      id: ex ? ex.init.id : (id ?? newRequestId()),
+      ts: ex ? ex.init.wallStart : this.#requestWallStart || Date.now(),
+      listener: this.ctx.config.name,
+      clientAddr: this.#clientAddr,
+      clientSubject: idn ? idn.subject : null,
+      clientSha256: idn ? idn.sha256 : null,
+      method: ex ? ex.init.method : head.method,
+      host: ex ? ex.init.host : head.host,
+      path: ex ? ex.init.path : head.target.split('?', 1)[0]!,
+      status,
+      upstream: ex ? ex.init.cluster.name : null,
+      endpoint: ex ? ex.endpoint : null,
+      bytesIn: ex ? ex.bytesIn : 0,
+      bytesOut: ex ? ex.bytesOut : 0,
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      error: err ? err.code : null,
+    };
+    this.ctx.onRequest(rec);
+  }
+}

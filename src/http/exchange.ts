@@ -1,0 +1,542 @@
+// One proxied request, through its phases (STYLE.md, after Pingora):
+// choose upstream + connect (pool) -> upstream request head -> stream request body ->
+// response head -> stream response body -> release or destroy the upstream connection ->
+// log (exactly once). The exchange is the response parser's handler while it owns a
+// connection. Bodies move as the views the parsers hand out; nothing is collected.
+import type { TLSSocket } from 'node:tls';
+import { ProxyError } from '../errors.ts';
+import type { UpstreamConnection } from '../pool/connection.ts';
+import type { EndpointPool } from '../pool/endpoint-pool.ts';
+import type { UpstreamCluster } from '../pool/upstream-cluster.ts';
+import type { ListenerContext } from './context.ts';
+import { isHopByHop, connectionTokens } from './headers.ts';
+import { ERR, errorName } from './llhttp.ts';
+import { CLIENT_CLOSED_STATUS } from './local-response.ts';
+
+/** What the exchange needs from the client connection that owns it. */
+export interface DownstreamPort {
+  readonly socket: TLSSocket;
+  readonly ctx: ListenerContext;
+  /** Upstream can't take more request body: stop reading the client. */
+  pauseForUpstream(): void;
+  resumeFromUpstream(): void;
+  /** The exchange is over. `reusable`: the client connection may carry another request. */
+  exchangeDone(exchange: Exchange, reusable: boolean): void;
+  /** Answer locally (nothing of a response went out yet) and close. */
+  failBeforeResponse(exchange: Exchange, err: ProxyError): void;
+}
+
+export interface ExchangeInit {
+  id: string;
+  method: string;
+  /** Target as sent upstream (route applied). */
+  target: string;
+  host: string;
+  /** Path without the query string, for the request log. */
+  path: string;
+  /** Request head as it goes upstream, ending in the blank line. */
+  upstreamHead: string;
+  chunked: boolean;
+  hasBody: boolean;
+  clientKeepAlive: boolean;
+  clientMinor: number;
+  cluster: UpstreamCluster;
+  /** performance.now() and Date.now() at the request's first byte. */
+  startedAt: number;
+  wallStart: number;
+  headBytesIn: number;
+}
+
+// RFC 9110 §9.2.2: methods whose repetition is harmless, so the keep-alive race may retry them.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const CRLF = '\r\n';
+const LAST_CHUNK = '0\r\n\r\n';
+const RESPONSE_HEAD_MIN = 64 * 1024;
+
+type ResponseMode = 'length' | 'chunked' | 'close' | 'none';
+
+export class Exchange {
+  readonly init: ExchangeInit;
+  readonly #down: DownstreamPort;
+  readonly #client: TLSSocket;
+
+  // request side
+  #lease: { conn: UpstreamConnection; pool: EndpointPool } | null = null;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** Views of a body that was complete before we sent anything: replayable. */
+  #held: Buffer[] | null = null;
+  #requestComplete = false;
+  #requestSent = false;
+  #requestSentAt = 0;
+  #retried = false;
+  #upstreamFull = false;
+  bytesIn: number;
+
+  // response side
+  #status = 0;
+  #reason = '';
+  #rh: string[] = [];
+  #rhField = '';
+  #rhValue = '';
+  #rhInValue = false;
+  #rhBytes = 0;
+  #responseBytesSeen = false;
+  #responseStarted = false;
+  #mode: ResponseMode = 'none';
+  #interim = false;
+  #upstreamKeepAlive = false;
+  #closeClient = false;
+  #extraBytes = false;
+  #clientFull = false;
+  bytesOut = 0;
+
+  // lifecycle
+  #lastActivity = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #done = false;
+  #error: ProxyError | null = null;
+  #connecting = false;
+
+  constructor(down: DownstreamPort, init: ExchangeInit) {
+    this.#down = down;
+    this.#client = down.socket;
+    this.init = init;
+    this.bytesIn = init.headBytesIn;
+  }
+
+  get status(): number {
+    return this.#status;
+  }
+
+  get error(): ProxyError | null {
+    return this.#error;
+  }
+
+  get endpoint(): string | null {
+    return this.#lease ? this.#lease.pool.endpoint.key : null;
+  }
+
+  get responseStarted(): boolean {
+    return this.#responseStarted;
+  }
+
+  get connected(): boolean {
+    return this.#lease !== null;
+  }
+
+  // ---- request side ----------------------------------------------------------------
+
+  /** Body bytes parsed from the client; sent on the next flush() (after the whole chunk parsed). */
+  queueBody(view: Buffer): void {
+    this.#pending.push(view);
+    this.#pendingBytes += view.length;
+    this.bytesIn += view.length;
+  }
+
+  /** The request message is complete (llhttp on_message_complete). */
+  markRequestComplete(): void {
+    this.#requestComplete = true;
+  }
+
+  /** Phase: choose upstream + connect. Body parsed meanwhile waits in #pending. */
+  async start(): Promise<void> {
+    this.#connecting = true;
+    this.#lastActivity = performance.now();
+    this.#armTimer();
+    let lease: { conn: UpstreamConnection; pool: EndpointPool };
+    try {
+      lease = await this.init.cluster.acquire();
+    } catch (err) {
+      this.#connecting = false;
+      this.#fail(err as ProxyError);
+      return;
+    }
+    this.#connecting = false;
+    if (this.#done) {
+      lease.pool.release(lease.conn);
+      return;
+    }
+    // replay-safe: idempotent and no body, or a body we still hold entirely
+    if (IDEMPOTENT.has(this.init.method) && (!this.init.hasBody || this.#requestComplete)) {
+      this.#held = this.init.hasBody ? this.#pending.slice() : [];
+    }
+    this.#attach(lease);
+  }
+
+  #attach(lease: { conn: UpstreamConnection; pool: EndpointPool }): void {
+    this.#lease = lease;
+    lease.conn.bind(this);
+    const up = lease.conn.socket!;
+    up.cork();
+    up.write(this.init.upstreamHead, 'latin1');
+    this.#writePending(up);
+    up.uncork();
+    this.#lastActivity = performance.now();
+    this.#down.resumeFromUpstream();
+  }
+
+  /** After each parsed client chunk: forward what it held. */
+  flush(): void {
+    if (this.#lease === null) return;
+    const up = this.#lease.conn.socket!;
+    if (this.#pendingBytes === 0 && !this.#requestComplete) return;
+    up.cork();
+    this.#writePending(up);
+    up.uncork();
+  }
+
+  #writePending(up: TLSSocket): void {
+    const pending = this.#pending;
+    const n = this.#pendingBytes;
+    if (n > 0) {
+      let ok = true;
+      if (this.init.chunked) up.write(n.toString(16) + CRLF, 'latin1');
+      for (let i = 0; i < pending.length; i++) ok = up.write(pending[i]!);
+      if (this.init.chunked) ok = up.write(CRLF, 'latin1');
+      pending.length = 0;
+      this.#pendingBytes = 0;
+      this.#lastActivity = performance.now();
+      if (!ok) {
+        this.#upstreamFull = true;
+        this.#down.pauseForUpstream();
+      }
+    }
+    if (this.#requestComplete && !this.#requestSent) {
+      // RFC 9112 §7.1: we frame chunked bodies ourselves; extensions and trailers are dropped.
+      if (this.init.chunked) up.write(LAST_CHUNK, 'latin1');
+      this.#requestSent = true;
+      this.#requestSentAt = performance.now();
+    }
+  }
+
+  onUpstreamDrain(): void {
+    if (this.#upstreamFull) {
+      this.#upstreamFull = false;
+      this.#down.resumeFromUpstream();
+    }
+  }
+
+  // ---- response side (ConnectionOwner + ParserHandler) ---------------------------------
+
+  onUpstreamChunk(chunk: Buffer): void {
+    if (this.#done) return;
+    this.#responseBytesSeen = true;
+    this.#lastActivity = performance.now();
+    const conn = this.#lease!.conn;
+    const client = this.#client;
+    client.cork();
+    const ret = conn.parser!.execute(chunk);
+    client.uncork();
+    if (ret === ERR.OK) {
+      if (this.#clientFull) conn.socket!.pause();
+      return;
+    }
+    if (ret === ERR.PAUSED) {
+      // paused by our onMessageComplete; anything after it was not asked for
+      if (conn.parser!.stoppedAt < chunk.length) this.#extraBytes = true;
+      this.#finish();
+      return;
+    }
+    if (ret === ERR.USER && this.#error) {
+      this.#upstreamFailed(this.#error);
+      return;
+    }
+    this.#upstreamFailed(new ProxyError('UPSTREAM_BAD_RESPONSE', `invalid response from upstream: ${conn.parser!.errorReason} (${errorName(ret)})`));
+  }
+
+  onUpstreamEnd(): void {
+    if (this.#done || this.#lease === null) return;
+    const parser = this.#lease.conn.parser!;
+    if (this.#responseStarted && this.#mode !== 'none') {
+      // a close-delimited body ends here (RFC 9112 §6.3 rule 8); anything else was cut short
+      const ret = parser.finish();
+      if (this.#done) return;
+      if (ret !== ERR.OK && ret !== ERR.PAUSED) {
+        this.#upstreamFailed(new ProxyError('UPSTREAM_ABORTED', 'upstream closed in the middle of the response body'));
+        return;
+      }
+    }
+    if (!this.#done) this.#upstreamFailed(new ProxyError('UPSTREAM_RESET', 'upstream closed the connection before a complete response'));
+  }
+
+  onUpstreamClose(error: Error | null): void {
+    if (this.#done) return;
+    const reason = error ? `: ${error.message}` : '';
+    this.#upstreamFailed(new ProxyError(this.#responseStarted ? 'UPSTREAM_ABORTED' : 'UPSTREAM_RESET', `upstream connection closed${reason}`, { cause: error }));
+  }
+
+  onMessageBegin(): number {
+    this.#status = 0;
+    this.#reason = '';
+    this.#rh = [];
+    this.#rhField = '';
+    this.#rhValue = '';
+    this.#rhInValue = false;
+    this.#rhBytes = 0;
+    return 0;
+  }
+
+  onUrl(): number {
+    return 0;
+  }
+
+  onStatus(data: Buffer, start: number, end: number): number {
+    this.#reason += data.toString('latin1', start, end);
+    return this.#growHead(end - start);
+  }
+
+  onHeaderField(data: Buffer, start: number, end: number): number {
+    if (this.#responseStarted) return this.#growHead(end - start); // trailers: counted, dropped
+    if (this.#rhInValue) this.#pushHeader();
+    this.#rhField += data.toString('latin1', start, end);
+    return this.#growHead(end - start + 4);
+  }
+
+  onHeaderValue(data: Buffer, start: number, end: number): number {
+    if (this.#responseStarted) return this.#growHead(end - start);
+    this.#rhInValue = true;
+    this.#rhValue += data.toString('latin1', start, end);
+    return this.#growHead(end - start);
+  }
+
+  #pushHeader(): void {
+    this.#rh.push(this.#rhField, this.#rhValue);
+    this.#rhField = '';
+    this.#rhValue = '';
+    this.#rhInValue = false;
+  }
+
+  #growHead(n: number): number {
+    this.#rhBytes += n;
+    const limit = Math.max(RESPONSE_HEAD_MIN, this.#down.ctx.config.limits.maxHeaderSize);
+    if (this.#rhBytes > limit) {
+      this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response head larger than ${limit} bytes`);
+      return -1;
+    }
+    return 0;
+  }
+
+  onHeadersComplete(status: number, upgrade: boolean, keepAlive: boolean): number {
+    if (this.#rhInValue || this.#rhField !== '') this.#pushHeader();
+    this.#status = status;
+    if (status < 200) {
+      if (status === 101 || upgrade) {
+        // we never forward Upgrade, so a switch is a protocol violation by the upstream
+        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
+        return -1;
+      }
+      this.#interim = true;
+      // 1xx go to HTTP/1.1 clients only (RFC 9110 §15.2); 100 Continue is what Expect waits for
+      if (this.init.clientMinor === 1) this.#writeClient(this.#interimHead());
+      return 0;
+    }
+    this.#interim = false;
+    this.#upstreamKeepAlive = keepAlive;
+    const head = this.#responseHead(status);
+    this.#responseStarted = true;
+    this.#writeClient(head);
+    return this.init.method === 'HEAD' ? 1 : 0;
+  }
+
+  #interimHead(): string {
+    let s = `HTTP/1.1 ${this.#status} ${this.#reason}\r\n`;
+    const rh = this.#rh;
+    for (let i = 0; i < rh.length; i += 2) {
+      const lower = rh[i]!.toLowerCase();
+      if (!isHopByHop(lower)) s += `${rh[i]}: ${rh[i + 1]}\r\n`;
+    }
+    return s + CRLF;
+  }
+
+  #responseHead(status: number): string {
+    const rh = this.#rh;
+    const connection: string[] = [];
+    let hasLength = false;
+    let chunked = false;
+    for (let i = 0; i < rh.length; i += 2) {
+      const lower = rh[i]!.toLowerCase();
+      if (lower === 'connection') connection.push(rh[i + 1]!);
+      else if (lower === 'content-length') hasLength = true;
+      else if (lower === 'transfer-encoding') chunked = true;
+    }
+    const noBody = this.init.method === 'HEAD' || status === 204 || status === 304;
+    const http10 = this.init.clientMinor === 0;
+    let mode: ResponseMode;
+    if (noBody) mode = 'none';
+    else if (chunked) mode = http10 ? 'close' : 'chunked';
+    else if (hasLength) mode = 'length';
+    else mode = http10 ? 'close' : 'chunked'; // close-delimited upstream: re-framed so the client connection survives
+    this.#mode = mode;
+    // RFC 9110 §7.6.1: headers the upstream's Connection names are hop-by-hop too
+    const named = connection.length > 0 ? connectionTokens(connection) : null;
+    this.#closeClient = !this.init.clientKeepAlive || mode === 'close' || this.#down.ctx.isDraining();
+
+    let s = `HTTP/1.1 ${status} ${this.#reason}\r\n`;
+    for (let i = 0; i < rh.length; i += 2) {
+      const name = rh[i]!;
+      const lower = name.toLowerCase();
+      if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
+      // with HEAD, Content-Length describes the GET body: kept as sent (RFC 9110 §9.3.2)
+      s += `${name}: ${rh[i + 1]}\r\n`;
+    }
+    s += `x-request-id: ${this.init.id}\r\n`;
+    if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
+    if (this.#closeClient) s += 'connection: close\r\n';
+    else if (http10) s += 'connection: keep-alive\r\n';
+    return s + CRLF;
+  }
+
+  onBody(data: Buffer, start: number, end: number): number {
+    const n = end - start;
+    const view = data.subarray(start, end);
+    const client = this.#client;
+    let ok: boolean;
+    if (this.#mode === 'chunked') {
+      client.write(n.toString(16) + CRLF, 'latin1');
+      client.write(view);
+      ok = client.write(CRLF, 'latin1');
+    } else {
+      ok = client.write(view);
+    }
+    this.bytesOut += n;
+    if (!ok) this.#clientFull = true;
+    return 0;
+  }
+
+  onMessageComplete(): number {
+    if (this.#interim) return 0; // a 1xx: the final response follows
+    if (this.#mode === 'chunked') this.#writeClient(LAST_CHUNK);
+    return ERR.PAUSED;
+  }
+
+  #writeClient(s: string): void {
+    this.bytesOut += s.length;
+    if (!this.#client.write(s, 'latin1')) this.#clientFull = true;
+  }
+
+  /** The client drained what we wrote: let the upstream send again. */
+  onClientDrain(): void {
+    if (this.#clientFull) {
+      this.#clientFull = false;
+      if (this.#lease && !this.#done) this.#lease.conn.socket!.resume();
+    }
+  }
+
+  // ---- endings ------------------------------------------------------------------------
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#clearTimer();
+    const lease = this.#lease!;
+    const reusable = this.#requestSent && this.#upstreamKeepAlive && !this.#extraBytes && this.#mode !== 'close';
+    if (reusable) lease.pool.release(lease.conn);
+    else lease.pool.destroy(lease.conn);
+    this.#down.exchangeDone(this, !this.#closeClient && this.#requestComplete);
+  }
+
+  /** Upstream failed: retry once (keep-alive race), answer 502/504 locally, or cut the client off. */
+  #upstreamFailed(err: ProxyError): void {
+    if (this.#done) return;
+    const lease = this.#lease;
+    if (
+      lease !== null &&
+      !this.#retried &&
+      !this.#responseBytesSeen &&
+      lease.conn.uses > 0 &&
+      this.#held !== null &&
+      (err.kind === 'UPSTREAM_RESET' || err.kind === 'UPSTREAM_ABORTED')
+    ) {
+      // The keep-alive race: a reused connection the upstream was closing. Nothing of a
+      // response came, the request is replay-safe: once more, on a fresh connection.
+      this.#retried = true;
+      lease.pool.destroy(lease.conn);
+      this.#lease = null;
+      this.#requestSent = false;
+      this.#pending = this.#held.slice();
+      this.#pendingBytes = 0;
+      for (const b of this.#pending) this.#pendingBytes += b.length;
+      lease.pool
+        .connectFresh()
+        .then((conn) => {
+          if (this.#done) conn.destroy();
+          else this.#attach({ conn, pool: lease.pool });
+        })
+        .catch((e: unknown) => this.#fail(e as ProxyError));
+      return;
+    }
+    this.#fail(err);
+  }
+
+  #fail(err: ProxyError): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#error = err;
+    this.#clearTimer();
+    const lease = this.#lease;
+    if (lease !== null) lease.pool.destroy(lease.conn);
+    if (!this.#responseStarted) {
+      this.#status = err.status;
+      this.#down.failBeforeResponse(this, err);
+    } else {
+      // never a truncated message on a live connection: the client must see the cut
+      this.#client.destroy();
+      this.#down.exchangeDone(this, false);
+    }
+  }
+
+  /** The client went away or broke the request (parse error inside the body). */
+  abort(err: ProxyError): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#error = err;
+    if (err.kind === 'CLIENT_ABORTED') this.#status = CLIENT_CLOSED_STATUS;
+    else if (!this.#responseStarted) this.#status = err.status;
+    this.#clearTimer();
+    // the upstream must never see a complete message past the error: cut it
+    if (this.#lease !== null) this.#lease.pool.destroy(this.#lease.conn);
+  }
+
+  // ---- timers: one per exchange, lazily re-armed ---------------------------------------
+
+  #armTimer(): void {
+    const t = this.init.cluster.config.timeouts;
+    const delay = Math.min(t.idleMs, t.responseHeaderMs, t.connectMs * 2 + 1000);
+    this.#timer = setTimeout(this.#onTimer, delay);
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #onTimer = (): void => {
+    this.#timer = null;
+    if (this.#done) return;
+    const t = this.init.cluster.config.timeouts;
+    const now = performance.now();
+    if (this.#connecting) {
+      this.#armTimer(); // the pool's acquire timeout answers this one
+      return;
+    }
+    if (this.#requestSent && !this.#responseStarted && !this.#interim && now - this.#requestSentAt >= t.responseHeaderMs) {
+      this.#fail(new ProxyError('UPSTREAM_RESPONSE_TIMEOUT', `no response head within ${t.responseHeaderMs} ms`));
+      return;
+    }
+    if (now - this.#lastActivity >= t.idleMs) {
+      this.#fail(new ProxyError('UPSTREAM_IDLE_TIMEOUT', `no bytes either way for ${t.idleMs} ms`));
+      return;
+    }
+    let next = t.idleMs - (now - this.#lastActivity);
+    if (this.#requestSent && !this.#responseStarted) next = Math.min(next, t.responseHeaderMs - (now - this.#requestSentAt));
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, next));
+    this.#timer.unref();
+  };
+
+  /** Activity on the client side counts against the idle timeout too. */
+  touch(): void {
+    this.#lastActivity = performance.now();
+  }
+}

@@ -1,0 +1,92 @@
+// Request filters: what the upstream sees. Hop-by-hop headers removed (RFC 9110 §7.6.1),
+// the client's X-Forwarded-Client-Cert dropped (clients cannot forge an identity), XFF
+// appended, X-Forwarded-Proto set, the request id kept or generated, framing re-declared.
+import { ProxyError } from '../errors.ts';
+import { connectionTokens, isHopByHop, isValidRequestId, newRequestId } from './headers.ts';
+import type { RequestHead } from './request-head.ts';
+
+export interface TargetForm {
+  /** origin-form target ("/path?q"). */
+  target: string;
+  /** Host to route on and send: the Host header, or the authority of an absolute-form target. */
+  host: string;
+  /** Path without the query, for the request log. */
+  path: string;
+}
+
+/**
+ * RFC 9112 §3.2: origin-form ("/x"), absolute-form ("https://h/x": its authority wins over
+ * Host, §3.2.2), asterisk-form ("*", OPTIONS only). Anything else is a 400.
+ */
+export function normaliseTarget(head: RequestHead): TargetForm | ProxyError {
+  const t = head.target;
+  let target = t;
+  let host = head.host;
+  if (t.charCodeAt(0) !== 47 /* / */) {
+    if (t === '*' && head.method === 'OPTIONS') {
+      return { target: t, host, path: '*' };
+    }
+    const m = /^https?:\/\/([^/?#]+)(.*)$/i.exec(t);
+    if (m === null) return new ProxyError('BAD_REQUEST', 'request target is not in origin or absolute form');
+    host = m[1]!;
+    target = m[2] === '' ? '/' : m[2]!;
+    if (target.charCodeAt(0) !== 47) target = `/${target}`;
+  }
+  const q = target.indexOf('?');
+  return { target, host, path: q === -1 ? target : target.slice(0, q) };
+}
+
+export function requestIdOf(head: RequestHead): string {
+  let found: string | null = null;
+  const { lower, headers } = head;
+  for (let i = 0; i < lower.length; i++) {
+    if (lower[i] === 'x-request-id') {
+      if (found !== null) return newRequestId(); // two ids: trust neither
+      found = headers[2 * i + 1]!;
+    }
+  }
+  return found !== null && isValidRequestId(found) ? found : newRequestId();
+}
+
+export interface ForwardInfo {
+  target: string;
+  host: string;
+  requestId: string;
+  clientAddr: string;
+  /** XFCC value for the client's certificate, or null when none was presented. */
+  xfcc: string | null;
+}
+
+export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
+  const { lower, headers } = head;
+  let named: Set<string> | null = null;
+  let xff = '';
+  for (let i = 0; i < lower.length; i++) {
+    const name = lower[i]!;
+    if (name === 'connection') named = connectionTokens(named ? [...named, headers[2 * i + 1]!] : [headers[2 * i + 1]!]);
+    else if (name === 'x-forwarded-for') xff = xff ? `${xff}, ${headers[2 * i + 1]}` : headers[2 * i + 1]!;
+  }
+  let s = `${head.method} ${info.target} HTTP/1.1\r\n`;
+  for (let i = 0; i < lower.length; i++) {
+    const name = lower[i]!;
+    if (
+      isHopByHop(name) ||
+      name === 'x-forwarded-client-cert' ||
+      name === 'x-forwarded-for' ||
+      name === 'x-forwarded-proto' ||
+      name === 'x-request-id' ||
+      (named !== null && named.has(name))
+    ) {
+      continue;
+    }
+    if (name === 'host') s += `${headers[2 * i]}: ${info.host}\r\n`;
+    else s += `${headers[2 * i]}: ${headers[2 * i + 1]}\r\n`;
+  }
+  s += `x-forwarded-for: ${xff ? `${xff}, ${info.clientAddr}` : info.clientAddr}\r\n`;
+  s += 'x-forwarded-proto: https\r\n';
+  s += `x-request-id: ${info.requestId}\r\n`;
+  if (info.xfcc !== null) s += `x-forwarded-client-cert: ${info.xfcc}\r\n`;
+  if (head.chunked) s += 'transfer-encoding: chunked\r\n';
+  if (head.versionMinor === 0 && !lower.includes('host')) s += `host: ${info.host}\r\n`;
+  return s + '\r\n';
+}

@@ -1,0 +1,148 @@
+// Collects a request head from llhttp callbacks and enforces the limits llhttp does not:
+// head size and header count (RFC 9112 §2.3 leaves them to the server; PRODUCT.md: 431),
+// target length (414), version (505), Host (RFC 9112 §3.2: exactly one, else 400).
+import type { ListenerLimits } from '../config/types.ts';
+import { ProxyError } from '../errors.ts';
+import type { HeaderList } from './headers.ts';
+
+// Bytes a header line costs beyond its name and value: ": " and CRLF.
+const LINE_OVERHEAD = 4;
+
+export class RequestHead {
+  method = '';
+  target = '';
+  versionMinor = 1;
+  headers: HeaderList = [];
+  host = '';
+  contentLength = -1;
+  chunked = false;
+  keepAlive = true;
+  upgrade = false;
+  expectContinue = false;
+  /** Lower-cased header names in `headers`, parallel to the name slots. */
+  lower: string[] = [];
+
+  #limits: ListenerLimits;
+  #bytes = 0;
+  #field = '';
+  #value = '';
+  #inValue = false;
+  #count = 0;
+  #trailers = false;
+
+  constructor(limits: ListenerLimits) {
+    this.#limits = limits;
+  }
+
+  /** Start a new message (keep-alive): everything back to empty. */
+  reset(): void {
+    this.method = '';
+    this.target = '';
+    this.versionMinor = 1;
+    this.headers = [];
+    this.lower = [];
+    this.host = '';
+    this.contentLength = -1;
+    this.chunked = false;
+    this.keepAlive = true;
+    this.upgrade = false;
+    this.expectContinue = false;
+    this.#bytes = 0;
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+    this.#count = 0;
+    this.#trailers = false;
+  }
+
+  #grow(n: number): ProxyError | null {
+    this.#bytes += n;
+    if (this.#bytes > this.#limits.maxHeaderSize) {
+      return new ProxyError('HEADERS_TOO_LARGE', `request head larger than ${this.#limits.maxHeaderSize} bytes`);
+    }
+    return null;
+  }
+
+  onUrl(data: Buffer, start: number, end: number): ProxyError | null {
+    this.target += data.toString('latin1', start, end);
+    if (this.target.length > this.#limits.maxUriLength) {
+      return new ProxyError('URI_TOO_LONG', `request target longer than ${this.#limits.maxUriLength} bytes`);
+    }
+    // the request line: method, two spaces, "HTTP/1.1", CRLF
+    return this.#grow(end - start + (this.#bytes === 0 ? 16 : 0));
+  }
+
+  onHeaderField(data: Buffer, start: number, end: number): ProxyError | null {
+    if (this.#inValue) {
+      this.#push();
+    }
+    if (this.#field === '') {
+      this.#count++;
+      if (this.#count > this.#limits.maxHeaders) {
+        return new ProxyError('TOO_MANY_HEADERS', `more than ${this.#limits.maxHeaders} header fields`);
+      }
+    }
+    this.#field += data.toString('latin1', start, end);
+    return this.#grow(end - start + LINE_OVERHEAD);
+  }
+
+  onHeaderValue(data: Buffer, start: number, end: number): ProxyError | null {
+    this.#inValue = true;
+    this.#value += data.toString('latin1', start, end);
+    return this.#grow(end - start);
+  }
+
+  /** Trailer fields arrive through the same callbacks after the body: counted, then dropped. */
+  startTrailers(): void {
+    this.#trailers = true;
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+  }
+
+  #push(): void {
+    if (!this.#trailers && this.#field !== '') {
+      this.headers.push(this.#field, this.#value);
+      this.lower.push(this.#field.toLowerCase());
+    }
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+  }
+
+  /** Called from onHeadersComplete: validates what llhttp leaves to us. */
+  complete(method: string, major: number, minor: number, keepAlive: boolean, upgrade: boolean): ProxyError | null {
+    if (this.#inValue || this.#field !== '') this.#push();
+    if (major !== 1 || (minor !== 0 && minor !== 1)) {
+      return new ProxyError('VERSION_NOT_SUPPORTED', `HTTP/${major}.${minor} is not supported`);
+    }
+    this.method = method;
+    this.versionMinor = minor;
+    this.keepAlive = keepAlive;
+    this.upgrade = upgrade;
+    let hosts = 0;
+    const { headers, lower } = this;
+    for (let i = 0; i < lower.length; i++) {
+      const name = lower[i];
+      if (name === 'host') {
+        hosts++;
+        this.host = headers[2 * i + 1] ?? '';
+      } else if (name === 'transfer-encoding') {
+        this.chunked = true; // llhttp already refused anything but a final "chunked"
+      } else if (name === 'content-length') {
+        this.contentLength = Number(headers[2 * i + 1]);
+      } else if (name === 'expect' && (headers[2 * i + 1] ?? '').toLowerCase() === '100-continue') {
+        this.expectContinue = true;
+      }
+    }
+    // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without Host or with
+    // more than one (request-smuggling vector: two hosts, two routing decisions).
+    if (hosts > 1 || (hosts === 0 && minor === 1)) {
+      return new ProxyError('BAD_REQUEST', hosts > 1 ? 'more than one Host header' : 'missing Host header');
+    }
+    if (method === 'CONNECT') {
+      return new ProxyError('BAD_METHOD', 'CONNECT is not supported by a reverse proxy');
+    }
+    return null;
+  }
+}

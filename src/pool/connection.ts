@@ -1,0 +1,113 @@
+// One pooled upstream TLS connection and its response parser. While idle in the pool it
+// has no owner: any byte or FIN it receives then marks it dead, so validate-on-borrow drops
+// it (a keep-alive connection the upstream is closing must never carry a request).
+import type { TLSSocket } from 'node:tls';
+import { HttpParser, TYPE_RESPONSE, type ParserHandler } from '../http/llhttp.ts';
+import type { ProxyError } from '../errors.ts';
+
+/** What an exchange must handle while it owns a connection. */
+export interface ConnectionOwner extends ParserHandler {
+  onUpstreamChunk(chunk: Buffer): void;
+  onUpstreamEnd(): void;
+  onUpstreamClose(error: Error | null): void;
+  onUpstreamDrain(): void;
+}
+
+const IDLE_HANDLER: ParserHandler = {
+  onMessageBegin: () => -1,
+  onUrl: () => -1,
+  onStatus: () => -1,
+  onHeaderField: () => -1,
+  onHeaderValue: () => -1,
+  onHeadersComplete: () => -1,
+  onBody: () => -1,
+  onMessageComplete: () => -1,
+};
+
+export class UpstreamConnection {
+  readonly socket: TLSSocket | null;
+  readonly parser: HttpParser | null;
+  /** Set when connecting failed: the pool hands the failure to the borrower as data. */
+  readonly failure: ProxyError | null;
+  /** Exchanges completed on this connection; > 0 means a reused keep-alive connection. */
+  uses = 0;
+  /** False for a one-off connection made for a retry: destroyed after use. */
+  pooled = true;
+  #owner: ConnectionOwner | null = null;
+  #dead = false;
+  #lastError: Error | null = null;
+
+  constructor(socket: TLSSocket | null, failure: ProxyError | null) {
+    this.socket = socket;
+    this.failure = failure;
+    this.parser = socket ? new HttpParser(TYPE_RESPONSE, IDLE_HANDLER) : null;
+    if (socket) {
+      socket.on('data', this.#onData);
+      socket.on('end', this.#onEnd);
+      socket.on('error', this.#onError);
+      socket.on('close', this.#onClose);
+      socket.on('drain', this.#onDrain);
+    }
+  }
+
+  /** Usable for a new exchange: open, nothing received while idle, no FIN. */
+  get usable(): boolean {
+    const s = this.socket;
+    return s !== null && !this.#dead && !s.destroyed && s.writable && s.readyState === 'open';
+  }
+
+  bind(owner: ConnectionOwner): void {
+    this.#owner = owner;
+    const parser = this.parser!;
+    parser.handler = owner;
+    // the previous exchange paused the parser at its message's end (llhttp ignores this otherwise)
+    parser.resume();
+  }
+
+  unbind(): void {
+    this.#owner = null;
+    if (this.parser) this.parser.handler = IDLE_HANDLER;
+  }
+
+  destroy(): void {
+    this.#dead = true;
+    this.unbind();
+    this.socket?.destroy();
+  }
+
+  #onData = (chunk: Buffer): void => {
+    const owner = this.#owner;
+    if (owner) owner.onUpstreamChunk(chunk);
+    else {
+      // RFC 9112 §9.3: bytes on an idle connection are not a response to anything.
+      this.#dead = true;
+      this.socket?.destroy();
+    }
+  };
+
+  #onEnd = (): void => {
+    const owner = this.#owner;
+    if (owner) owner.onUpstreamEnd();
+    else this.#dead = true;
+  };
+
+  #onError = (err: Error): void => {
+    this.#lastError = err;
+    this.#dead = true;
+  };
+
+  #onClose = (): void => {
+    this.#dead = true;
+    // freed here, not in destroy(): destroy() may run inside a parser callback
+    this.parser?.destroy();
+    const owner = this.#owner;
+    if (owner) {
+      this.#owner = null;
+      owner.onUpstreamClose(this.#lastError);
+    }
+  };
+
+  #onDrain = (): void => {
+    this.#owner?.onUpstreamDrain();
+  };
+}

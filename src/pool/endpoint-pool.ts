@@ -1,0 +1,135 @@
+// One generic-pool per endpoint of upstream TLS connections. Connect failures come back as
+// data (a connection object carrying `failure`) rather than as a rejected create():
+// generic-pool re-runs a failing create() in a loop while anyone waits, which would hammer
+// a dead upstream and keep the waiter hanging until its acquire timeout.
+import genericPool, { type Pool } from 'generic-pool';
+import type { PoolConfig, UpstreamTimeouts } from '../config/types.ts';
+import { ProxyError, isProxyError } from '../errors.ts';
+import type { Endpoint } from './balancer.ts';
+import { UpstreamConnection } from './connection.ts';
+import type { TlsConnector } from './types.ts';
+
+export interface PoolStats {
+  size: number;
+  idle: number;
+  busy: number;
+  pending: number;
+}
+
+function asProxyError(err: unknown): ProxyError {
+  if (isProxyError(err)) return err;
+  return new ProxyError('UPSTREAM_CONNECT', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+export class EndpointPool {
+  readonly endpoint: Endpoint;
+  readonly #pool: Pool<UpstreamConnection>;
+  readonly #connector: TlsConnector;
+  readonly #connectMs: number;
+  #closed = false;
+  /** Connect durations in seconds, for the upstream_connect_duration metric. */
+  onConnect: ((seconds: number, ok: boolean) => void) | null = null;
+
+  constructor(endpoint: Endpoint, connector: TlsConnector, pool: PoolConfig, timeouts: UpstreamTimeouts) {
+    this.endpoint = endpoint;
+    this.#connector = connector;
+    this.#connectMs = timeouts.connectMs;
+    this.#pool = genericPool.createPool<UpstreamConnection>(
+      {
+        create: () => this.#connect(),
+        destroy: async (conn) => {
+          conn.destroy();
+        },
+      },
+      {
+        max: pool.maxConnections,
+        min: 0,
+        maxWaitingClients: pool.maxPending,
+        acquireTimeoutMillis: timeouts.connectMs,
+        idleTimeoutMillis: pool.idleTimeoutMs,
+        evictionRunIntervalMillis: Math.max(250, Math.min(pool.idleTimeoutMs / 2, 5000)),
+        numTestsPerEvictionRun: 64,
+        autostart: true,
+      },
+    );
+  }
+
+  async #connect(): Promise<UpstreamConnection> {
+    const t0 = performance.now();
+    try {
+      const socket = await this.#connector.connect(this.endpoint.address, this.#connectMs);
+      this.onConnect?.((performance.now() - t0) / 1000, true);
+      return new UpstreamConnection(socket, null);
+    } catch (err) {
+      this.onConnect?.((performance.now() - t0) / 1000, false);
+      return new UpstreamConnection(null, asProxyError(err));
+    }
+  }
+
+  /** A usable connection, reused when one is idle. Throws a ProxyError (connect failure: 502, queue full or wait too long: 503). */
+  async acquire(): Promise<UpstreamConnection> {
+    if (this.#closed) throw new ProxyError('DRAINING', 'upstream pool is closed');
+    for (;;) {
+      let conn: UpstreamConnection;
+      try {
+        conn = await this.#pool.acquire();
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        if (/max waitingClients/i.test(msg)) throw new ProxyError('POOL_QUEUE_FULL', `pool queue for ${this.endpoint.key} is full`, { cause: err });
+        throw new ProxyError('POOL_ACQUIRE_TIMEOUT', `no connection to ${this.endpoint.key} became free in ${this.#connectMs} ms`, { cause: err });
+      }
+      if (conn.failure) {
+        await this.#pool.destroy(conn);
+        throw conn.failure;
+      }
+      if (conn.usable) return conn;
+      // closed or spoke while idle: drop it and borrow again (a fresh one if none is left)
+      await this.#pool.destroy(conn);
+    }
+  }
+
+  /** A new connection outside the pool, for the one retry after a keep-alive race. */
+  async connectFresh(): Promise<UpstreamConnection> {
+    const conn = await this.#connect();
+    if (conn.failure) throw conn.failure;
+    conn.pooled = false;
+    return conn;
+  }
+
+  /** After a complete exchange with keep-alive on both ends. */
+  release(conn: UpstreamConnection): void {
+    conn.unbind();
+    conn.uses++;
+    if (!conn.pooled) {
+      conn.destroy();
+      return;
+    }
+    if (this.#closed || !conn.usable) {
+      void this.#pool.destroy(conn).catch(() => {});
+      return;
+    }
+    void this.#pool.release(conn).catch(() => {});
+  }
+
+  /** After anything else: errors, incomplete exchanges, Connection: close. */
+  destroy(conn: UpstreamConnection): void {
+    conn.unbind();
+    if (!conn.pooled) {
+      conn.destroy();
+      return;
+    }
+    void this.#pool.destroy(conn).catch(() => {});
+  }
+
+  stats(): PoolStats {
+    const p = this.#pool;
+    return { size: p.size, idle: p.available, busy: p.borrowed, pending: p.pending };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.drain();
+    await this.#pool.clear();
+  }
+}
