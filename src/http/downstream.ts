@@ -144,7 +144,12 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   }
 
   #onEnd = (): void => {
-    // the client half-closed: whatever is in flight can no longer be answered reliably
+    // The client half-closed. A complete request still gets its response, then we close;
+    // a request cut short is aborted (the upstream never sees it complete).
+    if (this.#exchange !== null && this.#awaitingResponse) {
+      this.#lastRequest = true;
+      return;
+    }
     this.#abortInFlight();
     this.#close();
   };

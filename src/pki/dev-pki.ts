@@ -5,9 +5,11 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-const ALG: EcKeyGenParams & EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALG: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 const DAY_MS = 86_400_000;
 
 export interface Issued {
@@ -44,7 +46,7 @@ async function newKeys(): Promise<CryptoKeyPair> {
 }
 
 async function keyPem(keys: CryptoKeyPair): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey as webcrypto.CryptoKey);
+  const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
@@ -92,7 +94,9 @@ export async function issue(ca: Authority, opts: IssueOptions): Promise<Issued> 
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
-  const subject = opts.org ? `CN=${opts.cn}, O=${opts.org}` : `CN=${opts.cn}`;
+  // Encoded least specific first (O, then CN), as CAs do, so the RFC 4514 string reads
+  // "CN=x,O=y" (RFC 4514 §2.1 writes the RDN sequence in reverse).
+  const subject = opts.org ? `O=${opts.org}, CN=${opts.cn}` : `CN=${opts.cn}`;
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
     subject,
@@ -124,6 +128,8 @@ export interface DevPki {
   ca: Authority;
   server: Issued;
   client: Issued;
+  /** The proxy's own client certificate toward upstreams. */
+  proxy: Issued;
 }
 
 /** The set `pki init` and `demo` write: a CA, a server cert for localhost/127.0.0.1, a client cert. */
@@ -131,5 +137,6 @@ export async function createDevPki(): Promise<DevPki> {
   const ca = await createAuthority();
   const server = await issue(ca, { cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1', '::1'], usage: ['server'] });
   const client = await issue(ca, { cn: 'demo-client', org: 'mtls-proxy demo', uris: ['spiffe://demo/client'], usage: ['client'] });
-  return { ca, server, client };
+  const proxy = await issue(ca, { cn: 'mtls-proxy', org: 'mtls-proxy demo', uris: ['spiffe://demo/proxy'], usage: ['client'] });
+  return { ca, server, client, proxy };
 }

@@ -1,0 +1,240 @@
+// The process: phases starting -> running -> draining -> stopped (STYLE.md). Start order:
+// config -> TLS -> pools -> health checks -> (request log -> admin) -> listeners; stop in
+// reverse after draining. Signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads
+// certificates without dropping connections.
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Config, ListenerConfig } from './config/types.ts';
+import type { ListenerContext, RequestRecord } from './http/context.ts';
+import { DownstreamConnection } from './http/downstream.ts';
+import { Router } from './http/router.ts';
+import { createLogger, type Logger } from './log.ts';
+import type { ClientIdentity } from './net/identity.ts';
+import { Listener } from './net/listener.ts';
+import { UpstreamConnector } from './net/upstream-tls.ts';
+import { UpstreamCluster } from './pool/upstream-cluster.ts';
+
+export type Phase = 'starting' | 'running' | 'draining' | 'stopped';
+
+export interface ServerOptions {
+  logger?: Logger;
+  /** Log one line per request (default true). */
+  logRequests?: boolean;
+}
+
+export interface ReloadReport {
+  changed: string[];
+  unchanged: string[];
+  errors: Array<{ what: string; error: string }>;
+}
+
+export class ProxyServer {
+  readonly config: Config;
+  readonly logger: Logger;
+  #phase: Phase = 'starting';
+  readonly #connectors = new Map<string, UpstreamConnector>();
+  readonly #clusters = new Map<string, UpstreamCluster>();
+  readonly #listeners: Listener[] = [];
+  readonly #connections = new Set<DownstreamConnection>();
+  readonly #observers: Array<(r: RequestRecord) => void> = [];
+  readonly #startedAt = Date.now();
+  #stopping: Promise<void> | null = null;
+
+  constructor(config: Config, opts: ServerOptions = {}) {
+    this.config = config;
+    this.logger = opts.logger ?? createLogger(config.log);
+    if (opts.logRequests !== false) {
+      const log = this.logger;
+      this.#observers.push((r) => {
+        if (r.error) log.warn({ req: r }, 'request');
+        else log.info({ req: r }, 'request');
+      });
+    }
+  }
+
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  get clusters(): ReadonlyMap<string, UpstreamCluster> {
+    return this.#clusters;
+  }
+
+  get listeners(): readonly Listener[] {
+    return this.#listeners;
+  }
+
+  /** Subscribe to finished requests (request log, metrics). Called synchronously: don't block. */
+  onRequest(fn: (r: RequestRecord) => void): void {
+    this.#observers.push(fn);
+  }
+
+  #emit = (r: RequestRecord): void => {
+    const obs = this.#observers;
+    for (let i = 0; i < obs.length; i++) {
+      try {
+        obs[i]!(r);
+      } catch (err) {
+        this.logger.error({ err }, 'request observer failed');
+      }
+    }
+  };
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    // TLS: every file read and validated before anything listens (throws ConfigError)
+    const modeOf = new Map<string, 'http' | 'tcp'>();
+    for (const l of cfg.listeners) {
+      modeOf.set(l.upstream, modeOf.get(l.upstream) ?? l.mode);
+      for (const r of l.routes) modeOf.set(r.upstream, modeOf.get(r.upstream) ?? 'http');
+    }
+    for (const [name, up] of cfg.upstreams) {
+      if (!modeOf.has(name)) continue;
+      this.#connectors.set(name, new UpstreamConnector(up));
+    }
+    // pools, then health checks
+    for (const [name, connector] of this.#connectors) {
+      const cluster = new UpstreamCluster(cfg.upstreams.get(name)!, connector, modeOf.get(name) ?? 'http');
+      cluster.balancer.onHealthChange = (ep, healthy) => this.logger.warn({ upstream: name, endpoint: ep.key, healthy, lastError: ep.lastError }, 'endpoint health changed');
+      this.#clusters.set(name, cluster);
+    }
+    for (const c of this.#clusters.values()) c.start();
+    // listeners last
+    try {
+      for (const l of cfg.listeners) {
+        const listener = await this.#createListener(l);
+        this.#listeners.push(listener);
+      }
+    } catch (err) {
+      await this.#teardown();
+      throw err;
+    }
+    this.#phase = 'running';
+    for (const l of this.#listeners) {
+      this.logger.info({ listener: l.config.name, address: formatAddress(l.address()), mode: l.config.mode }, 'listening');
+    }
+  }
+
+  async #createListener(cfg: ListenerConfig): Promise<Listener> {
+    const cluster = this.#clusters.get(cfg.upstream)!;
+    const ctx: ListenerContext = {
+      config: cfg,
+      router: new Router(cfg.routes, cfg.upstream),
+      clusters: this.#clusters,
+      logger: this.logger,
+      onRequest: this.#emit,
+      isDraining: () => this.#phase !== 'running',
+    };
+    const listener = await Listener.create(cfg, {
+      logger: this.logger,
+      onConnection: (socket: TLSSocket, identity: ClientIdentity | null, allowed: boolean) => {
+        const conn = new DownstreamConnection(socket, ctx, identity, allowed);
+        this.#connections.add(conn);
+        socket.once('close', () => this.#connections.delete(conn));
+        if (this.#phase !== 'running') conn.drain();
+      },
+      tunnel: {
+        selector: cluster.balancer,
+        connector: this.#connectors.get(cfg.upstream)!,
+        connectTimeoutMs: cluster.config.timeouts.connectMs,
+        onEnd: (s) => {
+          this.logger.info({ listener: cfg.name, endpoint: s.endpoint, client: s.identity?.subject ?? null, bytesIn: s.bytesIn, bytesOut: s.bytesOut, durationMs: s.durationMs, error: s.error }, 'tunnel closed');
+        },
+      },
+    });
+    return listener;
+  }
+
+  /** SIGHUP / POST /api/reload: re-read every certificate; a bad file keeps the old one. */
+  async reload(): Promise<ReloadReport> {
+    const report: ReloadReport = { changed: [], unchanged: [], errors: [] };
+    const jobs: Array<[string, Promise<{ changed: boolean; error?: string }>]> = [];
+    for (const l of this.#listeners) jobs.push([`listeners.${l.config.name}.tls`, l.reload()]);
+    for (const [name, c] of this.#connectors) jobs.push([`upstreams.${name}.tls`, c.reload()]);
+    for (const [what, job] of jobs) {
+      const r = await job;
+      if (r.error) report.errors.push({ what, error: r.error });
+      else if (r.changed) report.changed.push(what);
+      else report.unchanged.push(what);
+    }
+    for (const e of report.errors) this.logger.error({ what: e.what, error: e.error }, 'reload refused: keeping the previous certificates');
+    this.logger.info({ changed: report.changed, unchanged: report.unchanged.length }, 'certificates reloaded');
+    return report;
+  }
+
+  /**
+   * SIGTERM: stop accepting, let in-flight requests finish (late keep-alive requests get
+   * Connection: close), then close what is left after drain_timeout and stop.
+   */
+  shutdown(): Promise<void> {
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#phase === 'stopped') return;
+    this.#phase = 'draining';
+    this.logger.info({ inFlight: this.#connections.size, drainTimeoutMs: this.config.server.drainTimeoutMs }, 'draining');
+    const closing = this.#listeners.map((l) => l.close());
+    for (const c of this.#connections) c.drain();
+    const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, this.config.server.drainTimeoutMs, 'timeout').unref());
+    const result = await Promise.race([Promise.all(closing).then(() => 'done' as const), timeout]);
+    if (result === 'timeout') {
+      this.logger.warn({ left: this.#connections.size }, 'drain timeout: closing remaining connections');
+      for (const l of this.#listeners) l.destroy();
+    }
+    await this.#teardown();
+    this.#phase = 'stopped';
+    this.logger.info('stopped');
+  }
+
+  async #teardown(): Promise<void> {
+    for (const l of this.#listeners) l.destroy();
+    await Promise.all([...this.#clusters.values()].map((c) => c.close()));
+  }
+
+  listenerAddress(name: string): AddressInfo {
+    const l = this.#listeners.find((x) => x.config.name === name);
+    if (!l) throw new Error(`no listener named ${name}`);
+    return l.address();
+  }
+
+  get openConnections(): number {
+    return this.#listeners.reduce((n, l) => n + l.stats.open, 0);
+  }
+}
+
+export function formatAddress(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** `mtls-proxy start`: run until a signal says stop. */
+export async function runServer(config: Config, opts: ServerOptions = {}): Promise<ProxyServer> {
+  const server = new ProxyServer(config, opts);
+  await server.start();
+  installSignals(server);
+  return server;
+}
+
+export function installSignals(server: ProxyServer): void {
+  const stop = (signal: string): void => {
+    server.logger.info({ signal }, 'signal received');
+    server.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    server.logger.info({ signal: 'SIGHUP' }, 'signal received');
+    void server.reload();
+  });
+}
