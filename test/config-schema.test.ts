@@ -192,8 +192,11 @@ test('client_auth defaults to require with client_ca, none without; require/opti
 });
 
 test('allow entries need a CN=, DNS= or URI= prefix and a client certificate to apply to', () => {
-  const errors = errorsOf(() => fromObject(minimal({ tls: { client_ca: 'ca.pem', allow: ['CN=ok', 'cn=lower', 'O=Example', 'DNS='] } })));
-  assert.deepEqual(paths(errors), ['listeners.edge.tls.allow[1]', 'listeners.edge.tls.allow[2]', 'listeners.edge.tls.allow[3]']);
+  const good = ['CN=ok', 'DNS=*.internal', 'DNS=**.internal', 'DNS=exact.internal', 'URI=spiffe://prod/*'];
+  assert.deepEqual(fromObject(minimal({ tls: { client_ca: 'ca.pem', allow: good } })).listeners[0]?.tls.allow, good);
+  const errors = errorsOf(() => fromObject(minimal({ tls: { client_ca: 'ca.pem', allow: ['CN=ok', 'cn=lower', 'O=Example', 'DNS=', 'DNS=a*.internal', 'DNS=*.*.internal', 'DNS=***.x'] } })));
+  assert.deepEqual(paths(errors), [1, 2, 3, 4, 5, 6].map((i) => `listeners.edge.tls.allow[${i}]`));
+  assert.match(errors[3]?.message ?? '', /whole left-most label/);
   assert.deepEqual(paths(errorsOf(() => fromObject(minimal({ tls: { allow: ['CN=x'] } })))), ['listeners.edge.tls.allow']);
   assert.deepEqual(paths(errorsOf(() => fromObject(minimal({ tls: { crl: 'crl.pem' } })))), ['listeners.edge.tls.crl']);
 });

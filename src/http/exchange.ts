@@ -88,6 +88,7 @@ export class Exchange {
   #upstreamKeepAlive = false;
   #closeClient = false;
   #extraBytes = false;
+  #responseComplete = false;
   #clientFull = false;
   bytesOut = 0;
 
@@ -252,6 +253,10 @@ export class Exchange {
       // a close-delimited body ends here (RFC 9112 §6.3 rule 8); anything else was cut short
       const ret = parser.finish();
       if (this.#done) return;
+      if (this.#responseComplete) {
+        this.#finish();
+        return;
+      }
       if (ret !== ERR.OK && ret !== ERR.PAUSED) {
         this.#upstreamFailed(new ProxyError('UPSTREAM_ABORTED', 'upstream closed in the middle of the response body'));
         return;
@@ -406,6 +411,7 @@ export class Exchange {
 
   onMessageComplete(): number {
     if (this.#interim) return 0; // a 1xx: the final response follows
+    this.#responseComplete = true;
     if (this.#mode === 'chunked') this.#writeClient(LAST_CHUNK);
     return ERR.PAUSED;
   }

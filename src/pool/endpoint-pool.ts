@@ -44,7 +44,9 @@ export class EndpointPool {
       {
         max: pool.maxConnections,
         min: 0,
-        maxWaitingClients: pool.maxPending,
+        // generic-pool counts a borrower waiting for a connection being created as waiting too;
+        // max_pending bounds the queue beyond max_connections, so both are allowed for.
+        maxWaitingClients: pool.maxPending + pool.maxConnections,
         acquireTimeoutMillis: timeouts.connectMs,
         idleTimeoutMillis: pool.idleTimeoutMs,
         evictionRunIntervalMillis: Math.max(250, Math.min(pool.idleTimeoutMs / 2, 5000)),
