@@ -16,7 +16,7 @@ export interface Problem {
 }
 
 export interface CertificateInfo {
-  /** RFC 4514 style, in the certificate's RDN order: "CN=orders,O=Example". */
+  /** RFC 4514 string, last RDN first: "CN=orders,O=Example" for a DER name [O=Example, CN=orders]. */
   subject: string;
   issuer: string;
   /** "DNS:localhost", "IP:127.0.0.1", "URI:spiffe://prod/orders", "email:a@b". */
@@ -64,9 +64,12 @@ function escapeRdnValue(value: string): string {
     .replace(/\s$/, (ch) => `\\${ch}`);
 }
 
+// RFC 4514 section 2.1 lists RDNs last-to-first, as OpenSSL's XN_FLAG_RFC2253 and Envoy's XFCC
+// do: a DER name [C, O, CN] prints "CN=..,O=..,C=..". The admin API shows what XFCC shows.
 function formatName(name: x509.Name): string {
   return name
     .toJSON()
+    .reverse()
     .map((rdn) => Object.entries(rdn).flatMap(([type, values]) => values.map((v) => `${type}=${escapeRdnValue(v)}`)).join('+'))
     .join(',');
 }

@@ -120,7 +120,13 @@ function readListener(section: Section, upstreams: ReadonlyMap<string, UpstreamC
   }
   const allow = tls.strings('allow');
   allow.forEach((entry, i) => {
-    if (!ALLOW_ENTRY.test(entry)) tls.failAt(`${tls.at('allow')}[${i}]`, `"${entry}" must start with CN=, DNS= or URI= followed by a value`);
+    const path = `${tls.at('allow')}[${i}]`;
+    if (!ALLOW_ENTRY.test(entry)) return tls.failAt(path, `"${entry}" must start with CN=, DNS= or URI= followed by a value`);
+    // Same rule as the matcher (src/net/identity.ts), so `check` reports it before start does.
+    const dns = entry.startsWith('DNS=') ? entry.slice(4).replace(/^\*\*?\./, '') : '';
+    if (dns.includes('*') || dns.startsWith('.')) {
+      tls.failAt(path, `"${entry}": a DNS wildcard must be the whole left-most label ("*.example.com" or "**.example.com")`);
+    }
   });
   if (allow.length > 0 && clientAuth === 'none') tls.fail('allow', 'has no effect with client_auth = "none": no client certificate is requested');
   const crl = tls.file('crl');
