@@ -73,6 +73,9 @@ export async function startUpstream(pki: TestPki, opts: { keepAliveTimeout?: num
       });
     },
   );
+  // set on the server, not only in the options: and no extra grace, so idle sockets close on time
+  server.keepAliveTimeout = opts.keepAliveTimeout ?? 5000;
+  (server as unknown as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer = 0;
   server.on('secureConnection', (s: TLSSocket) => {
     state.connections++;
     sockets.add(s);
