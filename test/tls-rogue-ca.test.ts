@@ -15,7 +15,7 @@ const baseline = openSockets();
 
 test.after(async () => {
   pki.cleanup();
-  await new Promise((resolve) => setImmediate(resolve)); // handle close callbacks run one loop turn later
+  await new Promise((resolve) => setTimeout(resolve, 20)); // libuv closes handles a loop turn after 'close'
   assert.equal(openSockets(), baseline, 'no socket left open');
 });
 
