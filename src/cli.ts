@@ -144,7 +144,7 @@ function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('run a self-contained demo: dev PKI, echo upstream, proxy and admin listener')
+    .description('run a self-contained demo: dev PKI, mTLS echo upstream, the proxy (L7 and L4 listeners)')
     .action(async () => {
       const demo = withFunction<DemoModule>(await importModule('./demo.ts'), 'runDemo', 'src/demo.ts');
       try {

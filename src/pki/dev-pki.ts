@@ -121,7 +121,8 @@ export async function createCrl(ca: Authority, revokedSerials: string[]): Promis
     signingKey: ca.keys.privateKey,
     entries: revokedSerials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(Date.now() - 30_000) })),
   });
-  return crl.toString('pem');
+  // @peculiar/x509 labels it "CRL"; OpenSSL and Node read only "X509 CRL" (RFC 7468 §5)
+  return x509.PemConverter.encode(crl.rawData, 'X509 CRL');
 }
 
 export interface DevPki {
