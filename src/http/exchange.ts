@@ -52,6 +52,13 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 const RESPONSE_HEAD_MIN = 64 * 1024;
+/**
+ * Body bytes that may wait in one socket's write queue before the other side is paused
+ * (Envoy's per_connection_buffer_limit_bytes, 1 MiB by default there too). Pausing at every
+ * `write() === false` (the 64 KiB high-water mark) would stop reading the source at nearly
+ * every chunk and serialise read and write; this bound keeps both busy and memory fixed.
+ */
+export const BODY_BUFFER_LIMIT = 1024 * 1024;
 
 type ResponseMode = 'length' | 'chunked' | 'close' | 'none';
 
@@ -198,7 +205,7 @@ export class Exchange {
       pending.length = 0;
       this.#pendingBytes = 0;
       this.#lastActivity = performance.now();
-      if (!ok) {
+      if (!ok && up.writableLength >= BODY_BUFFER_LIMIT) {
         this.#upstreamFull = true;
         this.#down.pauseForUpstream();
       }
@@ -405,7 +412,7 @@ export class Exchange {
       ok = client.write(view);
     }
     this.bytesOut += n;
-    if (!ok) this.#clientFull = true;
+    if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
     return 0;
   }
 
@@ -418,7 +425,8 @@ export class Exchange {
 
   #writeClient(s: string): void {
     this.bytesOut += s.length;
-    if (!this.#client.write(s, 'latin1')) this.#clientFull = true;
+    const client = this.#client;
+    if (!client.write(s, 'latin1') && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
   }
 
   /** The client drained what we wrote: let the upstream send again. */

@@ -2,7 +2,7 @@
 // pipeline. HTTP mode hands every connection to the HTTP layer with its identity and the
 // allow-list verdict (it answers 403); TCP mode refuses not-allowed clients itself and runs a
 // tunnel for the rest.
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { type TlsOptions, createServer, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.ts';
 import { ConfigError } from '../errors.ts';
@@ -124,7 +124,9 @@ export class Listener {
     this.#log = (opts.logger ?? silentLogger).child({ listener: config.name });
     // allowHalfOpen: a client's FIN must not end our side while the upstream still answers
     // (the tunnel forwards half-closes; the HTTP layer may still be writing a response).
-    this.#server = createServer({ ...this.#tls.serverOptions, allowHalfOpen: true });
+    // noDelay: net/tls servers default to Nagle (http.createServer does not); a response
+    // written as head + body would otherwise wait for the client's delayed ACK.
+    this.#server = createServer({ ...this.#tls.serverOptions, allowHalfOpen: true, noDelay: true } as TlsOptions);
     this.#tls.attach(this.#server);
     this.#server.on('connection', this.#onRaw);
     this.#server.on('secureConnection', this.#onSecure);
