@@ -2,8 +2,14 @@
 // config -> TLS -> pools -> health checks -> (request log -> admin) -> listeners; stop in
 // reverse after draining. Signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads
 // certificates without dropping connections.
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import type {
+  CertificateRole, CertificateView, ListenerView, Phase, ProxyEvents, ProxyView, Readiness, ReloadReport, UpstreamView,
+} from './admin/types.ts';
+import { describeCertificate } from './certs/inspect.ts';
 import type { Config, ListenerConfig } from './config/types.ts';
 import type { ListenerContext, RequestRecord } from './http/context.ts';
 import { DownstreamConnection } from './http/downstream.ts';
@@ -14,7 +20,11 @@ import { Listener } from './net/listener.ts';
 import { UpstreamConnector } from './net/upstream-tls.ts';
 import { UpstreamCluster } from './pool/upstream-cluster.ts';
 
-export type Phase = 'starting' | 'running' | 'draining' | 'stopped';
+export type { Phase, ReloadReport };
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** Client certificates remembered for /api/certificates and the expiry gauge; oldest evicted. */
+const CLIENT_CERT_MEMORY = 256;
 
 export interface ServerOptions {
   logger?: Logger;
@@ -22,13 +32,10 @@ export interface ServerOptions {
   logRequests?: boolean;
 }
 
-export interface ReloadReport {
-  changed: string[];
-  unchanged: string[];
-  errors: Array<{ what: string; error: string }>;
-}
+type Fn<A extends unknown[]> = (...args: A) => void;
 
-export class ProxyServer {
+export class ProxyServer implements ProxyView, ProxyEvents {
+  readonly version = VERSION;
   readonly config: Config;
   readonly logger: Logger;
   #phase: Phase = 'starting';
@@ -37,6 +44,12 @@ export class ProxyServer {
   readonly #listeners: Listener[] = [];
   readonly #connections = new Set<DownstreamConnection>();
   readonly #observers: Array<(r: RequestRecord) => void> = [];
+  readonly #tlsErrorObservers: Array<Fn<[string, string]>> = [];
+  readonly #clientCertObservers: Array<Fn<[string, ClientIdentity]>> = [];
+  readonly #connectObservers: Array<Fn<[string, string, number, boolean]>> = [];
+  readonly #tunnelObservers: Array<Fn<[string, number, number]>> = [];
+  /** sha256 -> the listener that saw it and its identity, insertion-ordered for eviction. */
+  readonly #clientCerts = new Map<string, { listener: string; id: ClientIdentity }>();
   readonly #startedAt = Date.now();
   #stopping: Promise<void> | null = null;
 
@@ -64,13 +77,46 @@ export class ProxyServer {
     return this.#clusters;
   }
 
-  get listeners(): readonly Listener[] {
-    return this.#listeners;
-  }
-
   /** Subscribe to finished requests (request log, metrics). Called synchronously: don't block. */
   onRequest(fn: (r: RequestRecord) => void): void {
     this.#observers.push(fn);
+  }
+
+  onTlsError(fn: Fn<[string, string]>): void {
+    this.#tlsErrorObservers.push(fn);
+  }
+
+  onClientCertificate(fn: Fn<[string, ClientIdentity]>): void {
+    this.#clientCertObservers.push(fn);
+  }
+
+  onUpstreamConnect(fn: Fn<[string, string, number, boolean]>): void {
+    this.#connectObservers.push(fn);
+  }
+
+  onTunnelEnd(fn: Fn<[string, number, number]>): void {
+    this.#tunnelObservers.push(fn);
+  }
+
+  #publish<A extends unknown[]>(list: Array<Fn<A>>, ...args: A): void {
+    for (let i = 0; i < list.length; i++) {
+      try {
+        list[i]!(...args);
+      } catch (err) {
+        this.logger.error({ err }, 'event observer failed');
+      }
+    }
+  }
+
+  #sawClientCertificate(listener: string, id: ClientIdentity): void {
+    const known = this.#clientCerts.get(id.sha256);
+    if (known !== undefined) {
+      this.#clientCerts.delete(id.sha256); // re-insert: most recent last
+    } else if (this.#clientCerts.size >= CLIENT_CERT_MEMORY) {
+      this.#clientCerts.delete(this.#clientCerts.keys().next().value!);
+    }
+    this.#clientCerts.set(id.sha256, { listener, id });
+    if (this.#clientCertObservers.length > 0) this.#publish(this.#clientCertObservers, listener, id);
   }
 
   #emit = (r: RequestRecord): void => {
@@ -100,6 +146,12 @@ export class ProxyServer {
     for (const [name, connector] of this.#connectors) {
       const cluster = new UpstreamCluster(cfg.upstreams.get(name)!, connector, modeOf.get(name) ?? 'http');
       cluster.balancer.onHealthChange = (ep, healthy) => this.logger.warn({ upstream: name, endpoint: ep.key, healthy, lastError: ep.lastError }, 'endpoint health changed');
+      for (const pool of cluster.pools()) {
+        const key = pool.endpoint.key;
+        pool.onConnect = (seconds, ok) => {
+          if (this.#connectObservers.length > 0) this.#publish(this.#connectObservers, name, key, seconds, ok);
+        };
+      }
       this.#clusters.set(name, cluster);
     }
     for (const c of this.#clusters.values()) c.start();
@@ -132,6 +184,7 @@ export class ProxyServer {
     const listener = await Listener.create(cfg, {
       logger: this.logger,
       onConnection: (socket: TLSSocket, identity: ClientIdentity | null, allowed: boolean) => {
+        if (identity !== null) this.#sawClientCertificate(cfg.name, identity);
         const conn = new DownstreamConnection(socket, ctx, identity, allowed);
         this.#connections.add(conn);
         socket.once('close', () => this.#connections.delete(conn));
@@ -142,8 +195,13 @@ export class ProxyServer {
         connector: this.#connectors.get(cfg.upstream)!,
         connectTimeoutMs: cluster.config.timeouts.connectMs,
         onEnd: (s) => {
+          if (s.identity !== null) this.#sawClientCertificate(cfg.name, s.identity);
+          if (this.#tunnelObservers.length > 0) this.#publish(this.#tunnelObservers, cfg.name, s.bytesIn, s.bytesOut);
           this.logger.info({ listener: cfg.name, endpoint: s.endpoint, client: s.identity?.subject ?? null, bytesIn: s.bytesIn, bytesOut: s.bytesOut, durationMs: s.durationMs, error: s.error }, 'tunnel closed');
         },
+      },
+      onTlsError: (reason: string) => {
+        if (this.#tlsErrorObservers.length > 0) this.#publish(this.#tlsErrorObservers, cfg.name, reason);
       },
     });
     return listener;
@@ -195,6 +253,58 @@ export class ProxyServer {
   async #teardown(): Promise<void> {
     for (const l of this.#listeners) l.destroy();
     await Promise.all([...this.#clusters.values()].map((c) => c.close()));
+  }
+
+  // ---- ProxyView ------------------------------------------------------------------------
+
+  listeners(): ListenerView[] {
+    return this.#listeners.map((l) => ({
+      name: l.config.name,
+      mode: l.config.mode,
+      address: l.listening ? formatAddress(l.address()) : '',
+      upstream: l.config.upstream,
+      stats: l.stats,
+    }));
+  }
+
+  upstreams(): UpstreamView[] {
+    return [...this.#clusters.values()].map((c) => ({ name: c.name, endpoints: c.report() }));
+  }
+
+  certificates(): CertificateView[] {
+    const out: CertificateView[] = [];
+    const add = (role: CertificateRole, owner: string, certs: readonly X509Certificate[], leafOnly: boolean): void => {
+      for (const c of leafOnly ? certs.slice(0, 1) : certs) {
+        const d = describeCertificate(c.raw);
+        out.push({ role, owner, subject: d.subject, sans: d.sans, issuer: d.issuer, notAfter: d.notAfter, daysLeft: d.daysLeft, sha256: d.sha256 });
+      }
+    };
+    for (const l of this.#listeners) {
+      const certs = l.tls.certificates;
+      add('listener', l.config.name, certs.server, true);
+      add('client-ca', l.config.name, certs.clientCa, false);
+    }
+    for (const [name, c] of this.#connectors) {
+      add('upstream-client', name, c.certificates.client, true);
+      add('upstream-ca', name, c.certificates.ca, false);
+    }
+    const now = Date.now();
+    for (const { listener, id } of this.#clientCerts.values()) {
+      out.push({
+        role: 'client', owner: listener, subject: id.subject,
+        sans: [...id.dns.map((d) => `DNS:${d}`), ...id.uris.map((u) => `URI:${u}`)],
+        issuer: '', notAfter: id.notAfter, daysLeft: Math.floor((id.notAfter.getTime() - now) / 86_400_000), sha256: id.sha256,
+      });
+    }
+    return out;
+  }
+
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (this.#phase !== 'running') reasons.push(this.#phase);
+    for (const l of this.#listeners) if (!l.listening) reasons.push(`listener ${l.config.name}: not bound`);
+    for (const c of this.#clusters.values()) if (!c.balancer.anyHealthy) reasons.push(`upstream ${c.name}: no healthy endpoint`);
+    return { ready: reasons.length === 0, reasons };
   }
 
   listenerAddress(name: string): AddressInfo {
