@@ -1,0 +1,274 @@
+// The SQLite request log: batched writes that survive a restart, the API's filters, a bounded
+// queue that drops instead of blocking, retention by age and max_rows, clear startup errors for
+// a locked or unusable file, and the row of a real proxied request carrying its X-Request-Id.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { RequestLog, requestRowToJson } from '../src/admin/request-log.ts';
+import type { ProxyEvents } from '../src/admin/types.ts';
+import type { RequestLogConfig } from '../src/config/types.ts';
+import { ConfigError } from '../src/errors.ts';
+import type { RequestRecord } from '../src/http/context.ts';
+import { silentLogger } from '../src/log.ts';
+import { makeTestPki } from './support/pki.ts';
+import { clientAgent, request, startProxy } from './support/proxy.ts';
+import { startUpstream } from './support/upstream.ts';
+
+const DAY = 86_400_000;
+const dir = mkdtempSync(join(tmpdir(), 'mtls-request-log-'));
+let files = 0;
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+function config(overrides: Partial<RequestLogConfig> = {}): RequestLogConfig {
+  return { path: join(dir, `db-${files++}`, 'requests.sqlite'), retentionMs: 7 * DAY, maxRows: 1_000_000, ...overrides };
+}
+
+/** Stands in for the proxy: only onRequest matters to the log. */
+class FakeEvents implements ProxyEvents {
+  readonly #fns: Array<(r: RequestRecord) => void> = [];
+  onRequest(fn: (r: RequestRecord) => void): void {
+    this.#fns.push(fn);
+  }
+  onTlsError(): void {}
+  onClientCertificate(): void {}
+  onUpstreamConnect(): void {}
+  onTunnelEnd(): void {}
+  emit(r: RequestRecord): void {
+    for (const fn of this.#fns) fn(r);
+  }
+}
+
+let ids = 0;
+function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
+  return {
+    id: `req-${ids++}`, ts: Date.now(), listener: 'edge', clientAddr: '127.0.0.1:50000', clientSubject: 'CN=orders', clientSha256: 'ab'.repeat(32),
+    method: 'GET', host: 'localhost', path: '/x', status: 200, upstream: 'backend', endpoint: '127.0.0.1:9000',
+    bytesIn: 100, bytesOut: 200, durationMs: 1.5, error: null, ...overrides,
+  };
+}
+
+test('rows are written in batches, on size and on the timer, and survive close and reopen', async () => {
+  const cfg = config();
+  const events = new FakeEvents();
+  const log = RequestLog.open(cfg, silentLogger, { batchSize: 4, flushIntervalMs: 60_000 });
+  log.attach(events);
+  log.start();
+  for (let i = 0; i < 3; i++) events.emit(record());
+  await nextTurn();
+  assert.deepEqual(log.stats, { queued: 3, dropped: 0, written: 0 }, 'below the batch size nothing is written yet');
+  events.emit(record());
+  await nextTurn();
+  assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 4 }, 'a full batch is written on the next turn');
+  assert.equal(log.query({ limit: 100 }).length, 4);
+  events.emit(record({ id: 'last' }));
+  log.close();
+  log.close(); // idempotent
+
+  const timed = RequestLog.open(cfg, silentLogger, { batchSize: 1000, flushIntervalMs: 10 });
+  timed.attach(events);
+  timed.start();
+  events.emit(record({ id: 'after-restart' }));
+  await sleep(50);
+  assert.equal(timed.stats.written, 1, 'the timer flushes a partial batch');
+  const rows = timed.query({ limit: 100 });
+  assert.equal(rows.length, 6, 'rows from before the restart are still there');
+  assert.ok(rows.some((r) => r.id === 'last'), 'close() wrote what was queued');
+  timed.close();
+});
+
+test('query: newest first, limit, and every filter', () => {
+  const log = RequestLog.open(config(), silentLogger);
+  const events = new FakeEvents();
+  log.attach(events);
+  const t0 = 1_700_000_000_000;
+  const rows: Array<Partial<RequestRecord>> = [
+    { id: 'a', ts: t0 + 1, status: 200, upstream: 'backend', listener: 'edge', clientSubject: 'CN=orders' },
+    { id: 'b', ts: t0 + 2, status: 404, upstream: 'backend', listener: 'edge', clientSubject: 'CN=billing' },
+    { id: 'c', ts: t0 + 3, status: 502, upstream: 'api', listener: 'edge', clientSubject: 'CN=orders' },
+    { id: 'd', ts: t0 + 4, status: 503, upstream: null, listener: 'internal', clientSubject: null, error: 'MTLS_ERR_NO_HEALTHY_ENDPOINT' },
+    { id: 'e', ts: t0 + 5, status: 200, upstream: 'api', listener: 'internal', clientSubject: 'CN=billing' },
+  ];
+  // Written out of start order, as requests finish: the order is by ts, not by insertion.
+  for (const r of [rows[1], rows[0], rows[4], rows[2], rows[3]]) events.emit(record(r));
+  log.flush();
+  const ids = (f: Parameters<RequestLog['query']>[0]): string[] => log.query(f).map((r) => r.id);
+
+  assert.deepEqual(ids({ limit: 10 }), ['e', 'd', 'c', 'b', 'a']);
+  assert.deepEqual(ids({ limit: 2 }), ['e', 'd']);
+  assert.deepEqual(ids({ limit: 10, status: 200 }), ['e', 'a']);
+  assert.deepEqual(ids({ limit: 10, status: { class: 5 } }), ['d', 'c']);
+  assert.deepEqual(ids({ limit: 10, status: { class: 4 } }), ['b']);
+  assert.deepEqual(ids({ limit: 10, since: t0 + 3 }), ['e', 'd', 'c']);
+  assert.deepEqual(ids({ limit: 10, upstream: 'api' }), ['e', 'c']);
+  assert.deepEqual(ids({ limit: 10, listener: 'internal' }), ['e', 'd']);
+  assert.deepEqual(ids({ limit: 10, clientSubject: 'CN=orders' }), ['c', 'a']);
+  assert.deepEqual(ids({ limit: 10, clientSubject: 'CN=billing', status: 200, since: t0 }), ['e']);
+  assert.deepEqual(ids({ limit: 10, upstream: "x' OR '1'='1" }), [], 'values are bound, never spliced into SQL');
+
+  const d = log.query({ limit: 1, listener: 'internal', status: 503 })[0]!;
+  assert.deepEqual(d, {
+    id: 'd', ts: t0 + 4, listener: 'internal', client_addr: '127.0.0.1:50000', client_subject: null, client_sha256: 'ab'.repeat(32),
+    method: 'GET', host: 'localhost', path: '/x', status: 503, upstream: null, endpoint: '127.0.0.1:9000',
+    bytes_in: 100, bytes_out: 200, duration_ms: 1.5, error: 'MTLS_ERR_NO_HEALTHY_ENDPOINT',
+  });
+  assert.equal(requestRowToJson(d).ts, new Date(t0 + 4).toISOString());
+  assert.throws(() => log.query({ limit: 0 }), RangeError);
+  assert.throws(() => log.query({ limit: 5, status: { class: 9 } }), RangeError);
+  log.close();
+});
+
+test('a full queue drops and counts rows without blocking the caller', () => {
+  const log = RequestLog.open(config(), silentLogger, { queueLimit: 100 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const r = record();
+  const t0 = performance.now();
+  for (let i = 0; i < 100_000; i++) events.emit(r);
+  const elapsed = performance.now() - t0;
+  assert.deepEqual(log.stats, { queued: 100, dropped: 99_900, written: 0 });
+  assert.ok(elapsed < 500, `enqueueing took ${elapsed.toFixed(1)}ms`);
+  log.flush();
+  assert.deepEqual(log.stats, { queued: 0, dropped: 99_900, written: 100 });
+  log.close();
+});
+
+test('retention deletes rows older than the retention, then the oldest beyond max_rows', async () => {
+  const now = Date.now();
+  const cfg = config({ retentionMs: 7 * DAY, maxRows: 10 });
+  const log = RequestLog.open(cfg, silentLogger);
+  const events = new FakeEvents();
+  log.attach(events);
+  for (let i = 0; i < 5; i++) events.emit(record({ id: `old-${i}`, ts: now - 8 * DAY + i }));
+  for (let i = 0; i < 15; i++) events.emit(record({ id: `new-${i}`, ts: now - 1000 + i }));
+  log.flush();
+  assert.deepEqual(log.applyRetention(now), { deleted: 10 });
+  const left = log.query({ limit: 100 }).map((r) => r.id);
+  assert.deepEqual(left, Array.from({ length: 10 }, (_, i) => `new-${14 - i}`));
+  assert.deepEqual(log.applyRetention(now), { deleted: 0 });
+  log.close();
+
+  // a restart with a smaller max_rows trims the rows it found on disk
+  const smaller = RequestLog.open({ ...cfg, maxRows: 4 }, silentLogger);
+  assert.deepEqual(smaller.applyRetention(now), { deleted: 6 });
+  assert.deepEqual(smaller.query({ limit: 100 }).map((r) => r.id), ['new-14', 'new-13', 'new-12', 'new-11']);
+  smaller.close();
+
+  // and on its own timer
+  const timed = RequestLog.open(config({ retentionMs: 1000, maxRows: 100 }), silentLogger, { retentionIntervalMs: 10 });
+  timed.attach(events);
+  events.emit(record({ id: 'stale', ts: now - 60_000 }));
+  events.emit(record({ id: 'fresh' }));
+  timed.flush();
+  timed.start();
+  await sleep(60);
+  assert.deepEqual(timed.query({ limit: 10 }).map((r) => r.id), ['fresh']);
+  timed.close();
+});
+
+test('a database locked by another connection is a ConfigError naming request_log.path', () => {
+  const cfg = config();
+  RequestLog.open(cfg, silentLogger).close();
+  const holder = new Database(cfg.path, { timeout: 0 });
+  holder.exec('BEGIN EXCLUSIVE');
+  try {
+    assert.throws(() => RequestLog.open(cfg, silentLogger), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.path, 'request_log.path');
+      assert.equal(err.code, 'MTLS_ERR_CONFIG');
+      assert.match(err.message, /locked by another process/);
+      assert.match(err.toString(), /^request_log\.path: /);
+      return true;
+    });
+  } finally {
+    holder.exec('ROLLBACK');
+    holder.close();
+  }
+  RequestLog.open(cfg, silentLogger).close(); // usable again once released
+});
+
+test('a flush that meets a lock keeps its rows queued and writes them later', () => {
+  const cfg = config();
+  const log = RequestLog.open(cfg, silentLogger);
+  const events = new FakeEvents();
+  log.attach(events);
+  events.emit(record({ id: 'waits' }));
+  const holder = new Database(cfg.path, { timeout: 0 });
+  holder.exec('BEGIN EXCLUSIVE');
+  log.flush();
+  assert.deepEqual(log.stats, { queued: 1, dropped: 0, written: 0 });
+  holder.exec('ROLLBACK');
+  holder.close();
+  log.flush();
+  assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 1 });
+  assert.equal(log.query({ limit: 1 })[0]?.id, 'waits');
+  log.close();
+});
+
+test('a path that cannot be created or opened is a clear ConfigError', () => {
+  const base = join(dir, `bad-${files++}`);
+  mkdirSync(base);
+  const aFile = join(base, 'not-a-folder');
+  writeFileSync(aFile, 'x');
+  const notDb = join(base, 'garbage.sqlite');
+  writeFileSync(notDb, 'this is not a database, but long enough to have a header'.repeat(10));
+  const cases: Array<[string, RegExp]> = [
+    [join(aFile, 'sub', 'requests.sqlite'), /cannot create the folder for request log/],
+    [base, /cannot open request log/],
+    [notDb, /cannot open request log .*not a database/],
+  ];
+  for (const [path, message] of cases) {
+    assert.throws(() => RequestLog.open(config({ path }), silentLogger), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.path, 'request_log.path');
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+});
+
+test('a read-only folder is a clear ConfigError', { skip: process.getuid?.() === 0 ? 'root ignores file modes' : false }, () => {
+  const base = join(dir, `ro-${files++}`);
+  mkdirSync(base, { mode: 0o500 });
+  assert.throws(() => RequestLog.open(config({ path: join(base, 'requests.sqlite') }), silentLogger), (err: unknown) => {
+    assert.ok(err instanceof ConfigError);
+    assert.equal(err.path, 'request_log.path');
+    return true;
+  });
+});
+
+test('end to end: the row of a proxied request has the id its response carried in X-Request-Id', async (t) => {
+  const pki = await makeTestPki();
+  const up = await startUpstream(pki);
+  const proxy = await startProxy(pki, up.port);
+  const log = RequestLog.open(config(), silentLogger, { flushIntervalMs: 10 });
+  log.attach(proxy.server);
+  log.start();
+  const agent = clientAgent(pki);
+  t.after(async () => {
+    agent.destroy();
+    log.close();
+    await proxy.stop();
+    await up.close();
+    pki.cleanup();
+  });
+  const res = await request(proxy.port, agent, 'POST', '/orders?id=7', 'hello');
+  assert.equal(res.status, 200);
+  const id = res.headers['x-request-id'];
+  assert.equal(typeof id, 'string');
+  await sleep(40);
+  const [row] = log.query({ limit: 1, listener: 'edge' });
+  assert.ok(row);
+  assert.equal(row.id, id);
+  assert.equal(row.status, 200);
+  assert.equal(row.method, 'POST');
+  assert.equal(row.upstream, 'backend');
+  assert.equal(row.endpoint, `127.0.0.1:${up.port}`);
+  assert.equal(row.client_subject, 'CN=test-client,O=Example');
+  assert.match(row.client_sha256 ?? '', /^[0-9a-f]{64}$/);
+  assert.ok(row.bytes_in > 0 && row.bytes_out > 0);
+  assert.equal(row.error, null);
+});
