@@ -242,7 +242,7 @@ async function pollRequests() {
   status.classList.remove('error');
   if (body.enabled === false) {
     setText(status, 'the request log is off (no [request_log] section in the config)');
-    $('requests').replaceChildren(emptyRow(13, 'no request log'));
+    $('requests').replaceChildren(emptyRow(10, 'no request log'));
     return;
   }
   const list = body.requests;
@@ -251,19 +251,24 @@ async function pollRequests() {
   if (key === lastRequestsKey) return; // rows never change once logged: keep the user's selection
   lastRequestsKey = key;
   const rows = list.map((r) => {
-    const client = el('td');
-    client.append(el('div', r.client_subject ?? '—', r.client_subject ? '' : 'muted'), el('div', r.client_addr, 'detail mono'));
-    const target = el('td');
+    const client = el('td', null, 'client');
+    client.title = r.client_subject ?? 'no client certificate';
+    client.append(el('div', r.client_subject ?? '—', r.client_subject ? 'clip' : 'muted'), el('div', r.client_addr, 'detail mono'));
+    const target = el('td', null, 'nowrap');
     target.append(el('div', r.upstream ?? '—', r.upstream ? '' : 'muted'), el('div', r.endpoint ?? '', 'detail mono'));
-    const path = el('td', r.path, 'mono path');
-    path.title = r.path;
+    const req = el('td', null, 'request');
+    const line = el('div', null, 'clip');
+    const path = el('span', r.path, 'path');
+    line.append(el('span', r.method, 'method'), ' ', path);
+    req.title = `${r.method} ${r.host}${r.path}`;
+    req.append(line, el('div', r.host, 'detail'));
     return row([
-      timeCell(r.ts), el('td', r.id, 'mono id'), r.listener, client, el('td', r.method, 'mono'), el('td', r.host, 'mono'), path,
-      el('td', r.status, `num strong ${statusClass(r.status)}`), target, num(fmtBytes(r.bytes_in)), num(fmtBytes(r.bytes_out)),
+      timeCell(r.ts), el('td', r.id, 'mono id'), r.listener, client, req,
+      el('td', r.status, `num strong ${statusClass(r.status)}`), target, el('td', `${fmtBytes(r.bytes_in)} / ${fmtBytes(r.bytes_out)}`, 'num nowrap'),
       num(Math.round(r.duration_ms)), el('td', r.error ?? '', 'mono bad'),
     ]);
   });
-  $('requests').replaceChildren(...(rows.length ? rows : [emptyRow(13, 'no requests match')]));
+  $('requests').replaceChildren(...(rows.length ? rows : [emptyRow(10, 'no requests match')]));
 }
 
 function saveFilters() {
