@@ -265,6 +265,7 @@ test('end to end: the row of a proxied request has the id its response carried i
   assert.equal(row.id, id);
   assert.equal(row.status, 200);
   assert.equal(row.method, 'POST');
+  assert.equal(row.path, '/orders', 'no query string in the log');
   assert.equal(row.upstream, 'backend');
   assert.equal(row.endpoint, `127.0.0.1:${up.port}`);
   assert.equal(row.client_subject, 'CN=test-client,O=Example');
