@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metrics } from '../src/admin/metrics.ts';
+import type { ProxyView } from '../src/admin/types.ts';
 import { makeTestPki, type TestPki } from './support/pki.ts';
 import { clientAgent, request, startProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
@@ -233,4 +234,30 @@ test('close() drops every series and stops counting', async (t) => {
   assert.equal(find(s, 'mtls_proxy_requests_total').length, 1, 'a second registry on the same proxy counts on its own');
   assert.equal(find(s, 'mtls_proxy_certificate_expiry_timestamp_seconds', { role: 'client' }).length, 0, 'clientCertLimit 0 exports no client certificates');
   assert.equal(find(s, 'mtls_proxy_certificate_expiry_timestamp_seconds', { role: 'listener' }).length, 1);
+});
+
+test('a gauge source that throws is left out and counted; the rest of the scrape is served', async (t) => {
+  const pki = await makeTestPki();
+  const up = await startUpstream(pki);
+  const proxy = await startProxy(pki, up.port);
+  const s = proxy.server;
+  const view: ProxyView = {
+    version: s.version, startedAt: s.startedAt, phase: s.phase, config: s.config,
+    listeners: () => s.listeners(), upstreams: () => s.upstreams(), readiness: () => s.readiness(), reload: () => s.reload(),
+    certificates: () => {
+      throw new Error('a certificate that no longer parses');
+    },
+  };
+  const metrics = new Metrics(view, s);
+  t.after(async () => {
+    metrics.close();
+    await proxy.stop();
+    await up.close();
+    pki.cleanup();
+  });
+  const first = await scrape(metrics);
+  assert.equal(find(first, 'mtls_proxy_certificate_expiry_timestamp_seconds').length, 0);
+  assert.equal(value(first, 'mtls_proxy_metrics_collect_errors_total', { metric: 'certificate_expiry_timestamp_seconds' }), 1, 'counted in the same scrape');
+  assert.equal(value(first, 'mtls_proxy_upstream_endpoint_healthy', { upstream: 'backend', endpoint: `127.0.0.1:${up.port}` }), 1);
+  assert.equal(value(first, 'mtls_proxy_active_connections', { listener: 'edge' }), 0);
 });

@@ -250,9 +250,10 @@ export class Metrics {
   #registerScrapeGauges(registers: Registry[]): void {
     const view = this.#view;
     const limit = this.#clientCertLimit;
+    // Registered after the gauges (below), so a scrape shows its own failures.
     const failures = new Counter({
       name: `${PREFIX}metrics_collect_errors_total`, help: 'Scrapes where reading a gauge from the proxy failed; that gauge was left empty, the rest exported.',
-      labelNames: ['metric'], registers,
+      labelNames: ['metric'], registers: [],
     });
     // One failing source (a certificate that no longer parses) must not blank the whole scrape:
     // Prometheus would lose every other series with it.
@@ -306,5 +307,6 @@ export class Metrics {
       }
       for (const e of earliest.values()) g.set({ role: e.role, subject: e.subject }, e.at);
     });
+    this.registry.registerMetric(failures);
   }
 }
