@@ -275,7 +275,7 @@ export class ProxyServer implements ProxyView, ProxyEvents {
     const out: CertificateView[] = [];
     const add = (role: CertificateRole, owner: string, certs: readonly X509Certificate[], leafOnly: boolean): void => {
       for (const c of leafOnly ? certs.slice(0, 1) : certs) {
-        const d = describeCertificate(c.raw);
+        const d = describeCertificate(c.toString());
         out.push({ role, owner, subject: d.subject, sans: d.sans, issuer: d.issuer, notAfter: d.notAfter, daysLeft: d.daysLeft, sha256: d.sha256 });
       }
     };

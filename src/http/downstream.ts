@@ -252,7 +252,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
       cluster,
       startedAt: this.#requestStart,
       wallStart: this.#requestWallStart,
-      headBytesIn: 0,
+      headBytesIn: head.byteCount + 2,
     });
     this.#exchange = ex;
     this.#toStart = ex;

@@ -34,6 +34,11 @@ export class RequestHead {
     this.#limits = limits;
   }
 
+  /** Bytes of the head as counted against max_header_size (request line + fields). */
+  get byteCount(): number {
+    return this.#bytes;
+  }
+
   /** Start a new message (keep-alive): everything back to empty. */
   reset(): void {
     this.method = '';
