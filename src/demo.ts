@@ -2,7 +2,9 @@
 // a built-in mTLS echo upstream, the proxy in front of it (an HTTP listener and an L4
 // tunnel), and curl commands that work when pasted: with the client certificate, and
 // without it to show the refusal.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import bcrypt from 'bcrypt';
 import https from 'node:https';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,7 @@ export interface DemoOptions {
   /** Preferred proxy ports; a busy port falls back to any free one. */
   httpPort?: number;
   tcpPort?: number;
+  adminPort?: number;
   /** Write the banner here (default stdout). */
   out?: (s: string) => void;
   /** Install signal handlers (default true; tests pass false and stop it themselves). */
@@ -28,7 +31,10 @@ export interface Demo {
   dir: string;
   httpPort: number;
   tcpPort: number;
-  curl: { withCert: string; withoutCert: string; tunnel: string };
+  adminPort: number;
+  /** The admin password made for this run (printed once). */
+  adminPassword: string;
+  curl: { withCert: string; withoutCert: string; tunnel: string; admin: string };
   stop(): Promise<void>;
 }
 
@@ -91,11 +97,17 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   const upPort = (upstream.address() as AddressInfo).port;
   const httpPort = await freePort(opts.httpPort ?? 8443);
   const tcpPort = await freePort(opts.tcpPort ?? 8444);
+  const adminPort = await freePort(opts.adminPort ?? 9901);
+  // a fresh password per run, never a default one: the admin API can reload certificates
+  const adminPassword = randomBytes(12).toString('base64url');
+  const passwordHash = await bcrypt.hash(adminPassword, 10);
   const tls = { cert: 'server.pem', key: 'server-key.pem', client_ca: 'ca.pem', client_auth: 'require', allow: ['URI=spiffe://demo/*'] };
   const config = configFromObject(
     {
       log: { level: opts.logLevel ?? 'info', format: 'json' },
       server: { drain_timeout: '5s' },
+      admin: { address: `127.0.0.1:${adminPort}`, username: 'admin', password_hash: passwordHash },
+      request_log: { path: 'requests.sqlite', retention: '1d' },
       listeners: {
         edge: { address: `127.0.0.1:${httpPort}`, mode: 'http', upstream: 'echo', tls },
         tunnel: { address: `127.0.0.1:${tcpPort}`, mode: 'tcp', upstream: 'echo', tls },
@@ -114,12 +126,14 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
   await server.start();
   const edge = server.listenerAddress('edge');
   const tunnel = server.listenerAddress('tunnel');
+  const admin = server.adminAddress()!;
   const q = (p: string): string => (/\s/.test(p) ? `'${p}'` : p);
   const certArgs = `--cacert ${q(join(dir, 'ca.pem'))} --cert ${q(join(dir, 'client.pem'))} --key ${q(join(dir, 'client-key.pem'))}`;
   const curl = {
     withCert: `curl ${certArgs} https://localhost:${edge.port}/hello`,
     withoutCert: `curl --cacert ${q(join(dir, 'ca.pem'))} https://localhost:${edge.port}/hello`,
     tunnel: `curl ${certArgs} https://localhost:${tunnel.port}/through-the-tunnel`,
+    admin: `curl -u admin:${adminPassword} http://127.0.0.1:${admin.port}/api/requests?limit=5`,
   };
   out(
     [
@@ -129,6 +143,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       `  upstream:  built-in mTLS echo server on 127.0.0.1:${upPort} (it requires the proxy's client certificate)`,
       `  http:      https://localhost:${edge.port}  (L7: parses, adds X-Forwarded-Client-Cert, X-Request-Id)`,
       `  tcp:       ${formatAddress(tunnel)}  (L4 tunnel: TLS terminated, bytes re-encrypted toward the upstream)`,
+      `  admin:     http://127.0.0.1:${admin.port}/  user admin, password ${adminPassword}  (dashboard, API, /metrics)`,
       '',
       'With the client certificate (answers 200 with what the upstream saw):',
       `  ${curl.withCert}`,
@@ -138,6 +153,9 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
       '',
       'Through the L4 tunnel (the upstream itself answers):',
       `  ${curl.tunnel}`,
+      '',
+      'The request log, through the admin API (or open the dashboard in a browser):',
+      `  ${curl.admin}`,
       '',
       'Ctrl-C (SIGINT) or SIGTERM drains and stops; SIGHUP reloads certificates.',
       '',
@@ -152,7 +170,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<Demo> {
     upstream.closeAllConnections();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { server, dir, httpPort: edge.port, tcpPort: tunnel.port, curl, stop };
+  return { server, dir, httpPort: edge.port, tcpPort: tunnel.port, adminPort: admin.port, adminPassword, curl, stop };
 }
 
 export async function runDemo(opts: DemoOptions = {}): Promise<void> {

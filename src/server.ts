@@ -9,6 +9,9 @@ import type { X509Certificate } from 'node:crypto';
 import type {
   CertificateRole, CertificateView, ListenerView, Phase, ProxyEvents, ProxyView, Readiness, ReloadReport, UpstreamView,
 } from './admin/types.ts';
+import { Metrics } from './admin/metrics.ts';
+import { RequestLog } from './admin/request-log.ts';
+import { AdminServer } from './admin/server.ts';
 import { describeCertificate } from './certs/inspect.ts';
 import type { Config, ListenerConfig } from './config/types.ts';
 import type { ListenerContext, RequestRecord } from './http/context.ts';
@@ -30,6 +33,8 @@ export interface ServerOptions {
   logger?: Logger;
   /** Log one line per request (default true). */
   logRequests?: boolean;
+  /** Serve [admin] and keep metrics (default true when the config has [admin]). */
+  admin?: boolean;
 }
 
 type Fn<A extends unknown[]> = (...args: A) => void;
@@ -52,9 +57,14 @@ export class ProxyServer implements ProxyView, ProxyEvents {
   readonly #clientCerts = new Map<string, { listener: string; id: ClientIdentity }>();
   readonly #startedAt = Date.now();
   #stopping: Promise<void> | null = null;
+  #metrics: Metrics | null = null;
+  #requestLog: RequestLog | null = null;
+  #admin: AdminServer | null = null;
+  readonly #adminEnabled: boolean;
 
   constructor(config: Config, opts: ServerOptions = {}) {
     this.config = config;
+    this.#adminEnabled = opts.admin ?? config.admin !== null;
     this.logger = opts.logger ?? createLogger(config.log);
     if (opts.logRequests !== false) {
       const log = this.logger;
@@ -155,8 +165,21 @@ export class ProxyServer implements ProxyView, ProxyEvents {
       this.#clusters.set(name, cluster);
     }
     for (const c of this.#clusters.values()) c.start();
-    // listeners last
     try {
+      // request log, then metrics and the admin listener (before the proxy listeners: the
+      // first handshake error is counted and /readyz answers while they bind)
+      if (cfg.requestLog !== null) {
+        this.#requestLog = RequestLog.open(cfg.requestLog, this.logger);
+        this.#requestLog.attach(this);
+        this.#requestLog.start();
+      }
+      if (this.#adminEnabled && cfg.admin !== null) {
+        this.#metrics = new Metrics(this, this);
+        this.#admin = new AdminServer({ config: cfg.admin, view: this, metrics: this.#metrics, requestLog: this.#requestLog, logger: this.logger });
+        const a = await this.#admin.listen();
+        this.logger.info({ admin: formatAddress(a) }, 'admin listening');
+      }
+      // listeners last
       for (const l of cfg.listeners) {
         const listener = await this.#createListener(l);
         this.#listeners.push(listener);
@@ -252,7 +275,24 @@ export class ProxyServer implements ProxyView, ProxyEvents {
 
   async #teardown(): Promise<void> {
     for (const l of this.#listeners) l.destroy();
+    // the admin listener stays up through draining (/readyz says 503), then goes
+    if (this.#admin) await this.#admin.close();
+    this.#metrics?.close();
+    this.#requestLog?.close();
     await Promise.all([...this.#clusters.values()].map((c) => c.close()));
+  }
+
+  /** The admin listener's bound address, or null when there is none. */
+  adminAddress(): AddressInfo | null {
+    return this.#admin ? this.#admin.address() : null;
+  }
+
+  get requestLog(): RequestLog | null {
+    return this.#requestLog;
+  }
+
+  get metrics(): Metrics | null {
+    return this.#metrics;
   }
 
   // ---- ProxyView ------------------------------------------------------------------------
