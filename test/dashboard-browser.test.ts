@@ -20,7 +20,9 @@ import { clientAgent, request, startProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
 
 const DAY = 86_400_000;
-const SCREENSHOT = fileURLToPath(new URL('../docs/dashboard.png', import.meta.url));
+// Refreshing the README's picture is a deliberate act (UPDATE_SCREENSHOT=1 npm run test:unit);
+// an ordinary run writes it to the temp folder, so tests leave the tree clean.
+const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1' ? fileURLToPath(new URL('../docs/dashboard.png', import.meta.url)) : join(tmpdir(), `mtls-proxy-dashboard-${process.pid}.png`);
 // A path a client controls, with markup in it: the page must show it as text, never parse it.
 const HOSTILE_PATH = '/orders/<b/id=injected>x</b>';
 
