@@ -1,6 +1,6 @@
 // `npm start` (the demo) prints curl commands that work when pasted: with the client
-// certificate -> 200 from the echo upstream; without -> refused in the handshake; through
-// the L4 tunnel -> 200. SIGINT then drains and exits 0.
+// certificate -> 200 from the echo upstream; without -> refused in the handshake; the admin
+// API lists that request; through the L4 tunnel -> 200. SIGINT then drains and exits 0.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -49,6 +49,19 @@ test('the demo prints curl commands that work', { timeout: 60_000 }, async () =>
     const refused = await sh(without);
     assert.notEqual(refused.code, 0, 'a request without a client certificate was answered');
     assert.match(refused.out, /certificate required|alert|handshake/i);
+
+    // the printed admin command shows the request just made, from the SQLite request log
+    const admin = lines[lines.findIndex((l) => l.startsWith('The request log, through the admin API')) + 1]!;
+    assert.match(admin, /^curl -u admin:\S+ http:\/\/127\.0\.0\.1:\d+\/api\/requests/);
+    let rows: Array<{ path: string; status: number }> = [];
+    for (let i = 0; i < 20 && rows.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      const res = await sh(admin);
+      assert.equal(res.code, 0, res.out);
+      rows = (JSON.parse(res.out) as { requests: Array<{ path: string; status: number }> }).requests;
+    }
+    assert.equal(rows[0]?.path, '/hello');
+    assert.equal(rows[0]?.status, 200);
 
     const tun = await sh(tunnel);
     assert.equal(tun.code, 0, tun.out);
