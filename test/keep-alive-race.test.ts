@@ -3,21 +3,11 @@
 // that failed before any response byte is retried once on a fresh connection: zero errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeTestPki } from './support/pki.ts';
-import { startUpstream } from './support/upstream.ts';
-import { startProxy, clientAgent, request } from './support/proxy.ts';
+import { proxyFixture } from './support/fixture.ts';
+import { request } from './support/proxy.ts';
 
 test('requests every ~1 s against a 1 s upstream keep-alive timeout: no errors', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki, { keepAliveTimeout: 1000 });
-  const proxy = await startProxy(pki, up.port);
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  const { up, proxy, agent } = await proxyFixture(t, { upstreamKeepAliveMs: 1000 });
   const statuses: number[] = [];
   for (let i = 0; i < 12; i++) {
     const r = await request(proxy.port, agent, i % 3 === 2 ? 'PUT' : 'GET', `/race${i}`, i % 3 === 2 ? 'idempotent body' : undefined);

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { makeTestPki } from './support/pki.ts';
 import { startUpstream } from './support/upstream.ts';
 import { startProxy, clientAgent, request } from './support/proxy.ts';
+import { proxyFixture } from './support/fixture.ts';
 
 async function closedPort(): Promise<number> {
   const s = net.createServer();
@@ -56,17 +57,8 @@ test('upstream certificate for the wrong name -> 502 MTLS_ERR_UPSTREAM_TLS', asy
 });
 
 test('no response head within timeouts.response_header -> 504', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
+  const { up, proxy, agent } = await proxyFixture(t, { upstream: { timeouts: { response_header: '300ms' } } });
   up.handlers.set('/hang', () => {});
-  const proxy = await startProxy(pki, up.port, { upstream: { timeouts: { response_header: '300ms' } } });
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
   const t0 = Date.now();
   const r = await request(proxy.port, agent, 'GET', '/hang');
   const took = Date.now() - t0;
@@ -76,17 +68,8 @@ test('no response head within timeouts.response_header -> 504', async (t) => {
 });
 
 test('upstream resets before answering -> 502', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
+  const { up, proxy, agent } = await proxyFixture(t);
   up.handlers.set('/reset', (req) => req.socket.destroy());
-  const proxy = await startProxy(pki, up.port);
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
   const r = await request(proxy.port, agent, 'POST', '/reset', 'body');
   assert.equal(r.status, 502);
   assert.match(r.body.toString(), /MTLS_ERR_UPSTREAM_RESET/);
