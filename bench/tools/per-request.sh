@@ -51,4 +51,6 @@ else
   TCK=$(getconf CLK_TCK)
   python3 -c "print(f'$VARIANT rps={$RPS} cpu_us_per_request={($T1-$T0)*1e6/$TCK/($RPS*$SECONDS_):.1f}')"
 fi
-kill -INT "$PPID2"; sleep 1
+kill -INT "$PPID2"
+# wait for the drain to finish, so the next run can bind the same ports
+for _ in $(seq 300); do kill -0 "$PPID2" 2>/dev/null || break; sleep 0.1; done
