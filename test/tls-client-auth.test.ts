@@ -6,27 +6,13 @@ import { connect, type ConnectionOptions } from 'node:tls';
 import type { ClientAuth, ListenerConfig } from '../src/config/types.ts';
 import { Listener } from '../src/net/listener.ts';
 import { makeTestPki, type TestPki } from './support/pki.ts';
+import { checkNoSocketLeaks, listenerConfig } from './support/tls-listener.ts';
 
 const pki: TestPki = await makeTestPki();
-const SOCKET_RESOURCES = new Set(['TCPSocketWrap', 'TCPServerWrap', 'TLSWrap']);
-const openSockets = (): number => process.getActiveResourcesInfo().filter((r) => SOCKET_RESOURCES.has(r)).length;
-const baseline = openSockets();
-
-test.after(async () => {
-  pki.cleanup();
-  await new Promise((resolve) => setTimeout(resolve, 20)); // libuv closes handles a loop turn after 'close'
-  assert.equal(openSockets(), baseline, 'no socket left open');
-});
+checkNoSocketLeaks(pki);
 
 function config(clientAuth: ClientAuth): ListenerConfig {
-  return {
-    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', routes: [],
-    tls: {
-      cert: pki.file('server.pem', pki.server.cert), key: pki.file('server-key.pem', pki.server.key),
-      clientCa: pki.file('ca.pem', pki.ca.cert), clientAuth, allow: [], minVersion: 'TLSv1.2', crl: null, handshakeTimeoutMs: 5000,
-    },
-    limits: { maxHeaderSize: 65536, maxHeaders: 100, maxUriLength: 8192, headerTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
-  };
+  return listenerConfig(pki, clientAuth);
 }
 
 interface Seen { subject: string | null; allowed: boolean }

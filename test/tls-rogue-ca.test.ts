@@ -7,27 +7,13 @@ import type { ListenerConfig } from '../src/config/types.ts';
 import { Listener } from '../src/net/listener.ts';
 import { createAuthority, issue } from '../src/pki/dev-pki.ts';
 import { makeTestPki, type TestPki } from './support/pki.ts';
+import { checkNoSocketLeaks, listenerConfig } from './support/tls-listener.ts';
 
 const pki: TestPki = await makeTestPki();
-const SOCKET_RESOURCES = new Set(['TCPSocketWrap', 'TCPServerWrap', 'TLSWrap']);
-const openSockets = (): number => process.getActiveResourcesInfo().filter((r) => SOCKET_RESOURCES.has(r)).length;
-const baseline = openSockets();
-
-test.after(async () => {
-  pki.cleanup();
-  await new Promise((resolve) => setTimeout(resolve, 20)); // libuv closes handles a loop turn after 'close'
-  assert.equal(openSockets(), baseline, 'no socket left open');
-});
+checkNoSocketLeaks(pki);
 
 function config(): ListenerConfig {
-  return {
-    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', routes: [],
-    tls: {
-      cert: pki.file('server.pem', pki.server.cert), key: pki.file('server-key.pem', pki.server.key),
-      clientCa: pki.file('ca.pem', pki.ca.cert), clientAuth: 'require', allow: [], minVersion: 'TLSv1.2', crl: null, handshakeTimeoutMs: 5000,
-    },
-    limits: { maxHeaderSize: 65536, maxHeaders: 100, maxUriLength: 8192, headerTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
-  };
+  return listenerConfig(pki);
 }
 
 async function start(t: TestContext): Promise<{ listener: Listener; port: number; handled: () => number }> {
