@@ -121,6 +121,43 @@ test('query: newest first, limit, and every filter', () => {
   log.close();
 });
 
+test('batches of any size are written whole, field for field (16-row INSERTs plus a remainder)', () => {
+  const log = RequestLog.open(config(), silentLogger);
+  const events = new FakeEvents();
+  log.attach(events);
+  let n = 0;
+  for (const size of [1, 15, 16, 17, 33, 50]) {
+    for (let i = 0; i < size; i++, n++) {
+      events.emit(record({ id: `row-${n}`, ts: 1_700_000_000_000 + n, status: 200 + (n % 300), bytesIn: n, bytesOut: 2 * n, durationMs: n / 8,
+        clientSubject: n % 2 === 0 ? `CN=c${n}` : null, upstream: n % 3 === 0 ? null : `u${n}`, error: n % 5 === 0 ? `E${n}` : null }));
+    }
+    log.flush();
+  }
+  const rows = log.query({ limit: 1000 });
+  assert.equal(rows.length, n);
+  for (const r of rows) {
+    const k = Number(r.id.slice(4));
+    assert.deepEqual([r.ts, r.status, r.bytes_in, r.bytes_out, r.duration_ms, r.client_subject, r.upstream, r.error],
+      [1_700_000_000_000 + k, 200 + (k % 300), k, 2 * k, k / 8, k % 2 === 0 ? `CN=c${k}` : null, k % 3 === 0 ? null : `u${k}`, k % 5 === 0 ? `E${k}` : null], r.id);
+  }
+  log.close();
+});
+
+test('query plans: newest first from an index, never a sort; error filters use the partial index', () => {
+  const log = RequestLog.open(config(), silentLogger);
+  const plan = (f: Parameters<RequestLog['query']>[0]): string => log.queryPlan(f).join(' | ');
+  for (const f of [{ limit: 5 }, { limit: 5, since: 1 }, { limit: 5, status: 200 }, { limit: 5, status: { class: 2 } }, { limit: 5, upstream: 'u' },
+    { limit: 5, clientSubject: 'CN=x', listener: 'edge' }, { limit: 5, status: 503 }, { limit: 5, status: { class: 4 } }, { limit: 5, status: { class: 5 }, since: 1 }]) {
+    assert.doesNotMatch(plan(f), /TEMP B-TREE/, `no sort for ${JSON.stringify(f)}: ${plan(f)}`);
+  }
+  assert.match(plan({ limit: 5 }), /requests_ts\b/);
+  assert.match(plan({ limit: 5, status: { class: 5 } }), /requests_errors_ts/);
+  assert.match(plan({ limit: 5, status: { class: 4 } }), /requests_errors_ts/);
+  assert.match(plan({ limit: 5, status: 503 }), /requests_errors_ts/);
+  assert.match(plan({ limit: 5, status: 200 }), /requests_ts\b/);
+  log.close();
+});
+
 test('a full queue drops and counts rows without blocking the caller', () => {
   const log = RequestLog.open(config(), silentLogger, { queueLimit: 100 });
   const events = new FakeEvents();

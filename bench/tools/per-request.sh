@@ -4,7 +4,7 @@
 #   bench/tools/per-request.sh cg   off|metrics|reqlog|on                 instructions per request (callgrind)
 # off: no [admin], no [request_log]; metrics: [admin] only; reqlog: [request_log] only; on: both.
 # Proxy on core 0, origin and loadgen on core 1. Run several rounds, alternating, and compare
-# medians. callgrind mode: the proxy runs ~50x slower, so keep WARMUP long (V8's Maglev JIT was
+# medians. Extra proxy flags: NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". callgrind mode: the proxy runs ~50x slower, so keep WARMUP long (V8's Maglev JIT was
 # still ~27% of the instructions after 8 s) and remember timer-driven work is overweighted.
 set -euo pipefail
 MODE=${1:?cpu|cg}; VARIANT=${2:?off|metrics|reqlog|on}; CONNS=${3:-50}
@@ -30,7 +30,7 @@ if [ "$MODE" = cg ]; then
   taskset -c 0 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$DIR/cg.out.%p" \
     $N --max-semi-space-size=1 bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
 else
-  taskset -c 0 $N --max-semi-space-size=1 bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
+  taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
 fi
 for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
 LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --port $PORT --mode small --connections $CONNS --warmup 0"
