@@ -1013,6 +1013,8 @@ function sanity(results: Results, targets: Target[], originErr: string): string[
       const core1 = lg.loadgen_cpu_pct + r.origin_cpu_pct;
       if (r.proxy_cpu_pct !== null && core1 >= 90 && r.proxy_cpu_pct < 85 && !t.name.startsWith('mtls-proxy-w')) {
         notes.push(`${t.name} ${s}: core 1 was the limit (loadgen ${lg.loadgen_cpu_pct}% + origin ${r.origin_cpu_pct}%) with the proxy at ${r.proxy_cpu_pct}%: this throughput understates the proxy; compare per proxy CPU-second`);
+      } else if (s !== 'small-1' && r.proxy_cpu_pct !== null && core1 < 85 && r.proxy_cpu_pct < 85 && !t.name.startsWith('mtls-proxy-w')) {
+        notes.push(`${t.name} ${s}: neither core was busy (proxy ${r.proxy_cpu_pct}%, loadgen + origin ${round1(core1)}%): the run was bound by wake-up latency between the cores, not by CPU; compare per proxy CPU-second`);
       }
       const runs = lg.mib_per_s ?? [];
       if (runs.length > 1 && Math.max(...runs) > 2 * Math.min(...runs)) notes.push(`${t.name} ${s}: the timed transfers differ by more than 2x (${runs.join(', ')} MiB/s): a stall or a disturbance; the best is reported`);
