@@ -209,6 +209,7 @@ async function runPinned(name: string, cpu: string, command: string, args: strin
 // ---- /proc -------------------------------------------------------------------------------
 
 interface ProcStat {
+  comm: string;
   ppid: number;
   /** utime + stime, seconds */
   cpu: number;
@@ -223,7 +224,8 @@ function snapshot(): Map<number, ProcStat> {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // After "pid (comm) ": state is field 3, ppid 4, utime 14, stime 15 (proc(5)).
-      out.set(Number(name), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK });
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      out.set(Number(name), { comm, ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK });
     } catch {
       // exited meanwhile
     }
@@ -564,6 +566,8 @@ interface ScenarioResult {
   origin_cpu_pct: number;
   /** Busy CPU of everything else on the machine (other users, idle peers, kernel threads), % of one core. */
   other_cpu_pct: number;
+  /** The biggest of those other processes. */
+  other_top: Array<{ pid: number; comm: string; pct: number }>;
   /** Hypervisor steal time over the window, all cores together, % of one core. */
   steal_pct: number;
   /** Proxy RSS (all its processes) when the scenario started, and VmHWM (summed) during it, bytes. */
@@ -656,15 +660,15 @@ interface Sample {
   processes: number;
   origin: number;
   steal: number;
-  other: Map<number, number>;
+  other: Map<number, { comm: string; cpu: number }>;
 }
 
 function sample(origin: Proc, proxy: Proc | null, exclude: number[]): Sample {
   const snap = snapshot();
   const proxyPids = proxy ? tree(snap, proxy.pid) : [];
   const ours = new Set([process.pid, origin.pid, ...proxyPids, ...exclude]);
-  const other = new Map<number, number>();
-  for (const [pid, s] of snap) if (!ours.has(pid)) other.set(pid, s.cpu);
+  const other = new Map<number, { comm: string; cpu: number }>();
+  for (const [pid, s] of snap) if (!ours.has(pid)) other.set(pid, { comm: s.comm, cpu: s.cpu });
   return {
     t: performance.now(),
     proxy: proxyPids.reduce((sum, p) => sum + (snap.get(p)?.cpu ?? 0), 0),
@@ -673,6 +677,17 @@ function sample(origin: Proc, proxy: Proc | null, exclude: number[]): Sample {
     steal: stealSeconds(),
     other,
   };
+}
+
+/** A process for the notes: one of ours by name (an idle peer), or its command line. */
+function describe(pid: number, comm: string): string {
+  for (const p of running) if (p.pid === pid) return `bench's idle ${p.name}`;
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    return cmd ? cmd.slice(0, 80) : comm;
+  } catch {
+    return comm;
+  }
 }
 
 async function runScenario(dir: string, shim: string | null, live: Live, scenario: ScenarioName, origin: Proc, originPort: number): Promise<ScenarioResult> {
@@ -710,7 +725,13 @@ async function runScenario(dir: string, shim: string | null, live: Live, scenari
   const wall = (es.t - bs.t) / 1000;
   const pct = (s: number): number => round1((s / wall) * 100);
   let other = 0;
-  for (const [pid, t] of es.other) other += t - (bs.other.get(pid) ?? t);
+  const others: Array<{ pid: number; comm: string; pct: number }> = [];
+  for (const [pid, x] of es.other) {
+    const d = x.cpu - (bs.other.get(pid)?.cpu ?? x.cpu);
+    other += d;
+    if (d > 0) others.push({ pid, comm: describe(pid, x.comm), pct: pct(d) });
+  }
+  others.sort((x, y) => y.pct - x.pct);
   const proxyCpu = es.proxy - bs.proxy;
   const count = loadgen.mode === 'small' ? (loadgen.requests ?? 0) : 0;
   return {
@@ -721,6 +742,7 @@ async function runScenario(dir: string, shim: string | null, live: Live, scenari
     per_proxy_cpu_s: proxy && count && proxyCpu > 0 ? Math.round(count / proxyCpu) : null,
     origin_cpu_pct: pct(es.origin - bs.origin),
     other_cpu_pct: pct(other),
+    other_top: others.slice(0, 3),
     steal_pct: pct(es.steal - bs.steal),
     proxy_rss_start: rssStart,
     proxy_peak_rss: proxy && peakReset ? treeMemory(proxy.pid).hwm : null,
@@ -1007,7 +1029,10 @@ function sanity(results: Results, targets: Target[], originErr: string): string[
       const d = scenarioOf(results, 'direct', s)?.loadgen;
       const dv = d ? (d.mode === 'small' ? d.rps : d.best_mib_per_s) : undefined;
       if (t.name !== 'direct' && v && dv && v > dv) notes.push(`${t.name} ${s}: faster than direct (${v} > ${dv})${s === 'close' ? ': direct makes the Node origin do the handshakes on core 1 next to the loadgen' : ''}`);
-      if (r.other_cpu_pct >= 10) notes.push(`${t.name} ${s}: other processes used ${r.other_cpu_pct}% of a core during the run: numbers disturbed`);
+      if (r.other_cpu_pct >= 10) {
+        const top = r.other_top.map((o) => `${o.comm} (pid ${o.pid}) ${o.pct}%`).join(', ');
+        notes.push(`${t.name} ${s}: other processes used ${r.other_cpu_pct}% of a core during the run (${top}): numbers disturbed`);
+      }
       if (r.steal_pct >= 5) notes.push(`${t.name} ${s}: hypervisor steal ${r.steal_pct}% of a core during the run: numbers disturbed`);
       if (lg.loadgen_cpu_pct >= 90) notes.push(`${t.name} ${s}: the loadgen used ${lg.loadgen_cpu_pct}% of a core: it may be the bottleneck`);
       const core1 = lg.loadgen_cpu_pct + r.origin_cpu_pct;
