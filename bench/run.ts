@@ -998,13 +998,15 @@ function checks(results: Results): Check[] {
       value: fmt(r),
       target: '>= 0.9',
       pass: r === null || !running ? null : r >= 0.9,
-      detail: results[w]?.skipped ? `mtls-proxy with workers = ${WORKERS}: ${results[w].skipped.split('\n')[0]}` : `${fmt(procs)} process(es) in its tree${running ? '' : `: server.workers = ${WORKERS} was accepted but only one process served (not implemented yet?)`}`,
+      detail: results[w]?.skipped ? `mtls-proxy with workers = ${WORKERS}: ${oneLine(results[w].skipped)}` : `${fmt(procs)} process(es) in its tree${running ? '' : `: server.workers = ${WORKERS} was accepted but only one process served (not implemented yet?)`}`,
     });
   } else {
     out.push({ name: 'workers: req per proxy CPU-second at 2 workers / 1 worker', value: '–', target: '>= 0.9', pass: null, detail: 'not measured: run with --workers 2' });
   }
   return out;
 }
+
+const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, ' ').slice(0, 400);
 
 const checkLine = (c: Check): string => `- ${c.pass === null ? 'n/a ' : c.pass ? 'PASS' : 'FAIL'} ${c.name}: ${c.value} (target ${c.target})${c.detail ? `; ${c.detail}` : ''}`;
 
@@ -1015,10 +1017,10 @@ function sanity(results: Results, targets: Target[], originErr: string): string[
     const res = results[t.name];
     if (!res) continue;
     if (res.skipped) {
-      notes.push(`${t.name}: not measured: ${res.skipped.split('\n')[0]}`);
+      notes.push(`${t.name}: not measured: ${oneLine(res.skipped)}`);
       continue;
     }
-    for (const f of res.failures ?? []) notes.push(`${t.name}: FAILED ${f.split('\n')[0]}`);
+    for (const f of res.failures ?? []) notes.push(`${t.name}: FAILED ${oneLine(f)}`);
     for (const s of t.scenarios) {
       const r = res.scenarios[s];
       if (!r) continue;
@@ -1208,7 +1210,7 @@ async function main(): Promise<void> {
 function workersTable(results: Results): string {
   const w = `mtls-proxy-w${WORKERS}`;
   const lines = [`| scenario | metric | mtls-proxy (1 worker, core ${PROXY_CPU}) | mtls-proxy (${WORKERS} workers, cores ${workerCpus(WORKERS)}) | ratio |`, '|---|---|--:|--:|--:|'];
-  if (results[w]?.skipped) return `mtls-proxy with \`[server] workers = ${WORKERS}\` did not run: ${results[w].skipped}`;
+  if (results[w]?.skipped) return `mtls-proxy with \`[server] workers = ${WORKERS}\` did not run: ${oneLine(results[w].skipped)}`;
   for (const s of WORKER_SCENARIOS) {
     const a = scenarioOf(results, 'mtls-proxy', s);
     const b = scenarioOf(results, w, s);
