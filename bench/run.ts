@@ -1045,6 +1045,7 @@ function sanity(results: Results, targets: Target[], originErr: string): string[
       }
       const runs = lg.mib_per_s ?? [];
       if (runs.length > 1 && Math.max(...runs) > 2 * Math.min(...runs)) notes.push(`${t.name} ${s}: the timed transfers differ by more than 2x (${runs.join(', ')} MiB/s): a stall or a disturbance; the best is reported`);
+      if (t.name !== 'direct' && r.origin.tls_errors) notes.push(`${t.name} ${s}: ${r.origin.tls_errors} TLS handshake(s) from the proxy to the origin failed (aborted or rejected; warm-up included)`);
       if (r.origin.bad_requests) notes.push(`${t.name} ${s}: the origin answered ${r.origin.bad_requests} bad request(s) with 400 (see its stderr)`);
       if (lg.mode === 'small' && (lg.resumed ?? 0) > 0) notes.push(`${t.name} ${s}: the client resumed ${lg.resumed} of ${lg.handshakes} TLS sessions`);
       if (t.name !== 'direct') {
