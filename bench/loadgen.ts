@@ -2,12 +2,16 @@
 // end) over raw `tls.connect` sockets. Prints one JSON object on stdout.
 //
 //   node bench/loadgen.ts --dir <pki dir> --port P --mode small    --connections 50 --seconds 8
+//   node bench/loadgen.ts --dir <pki dir> --port P --mode small    --connections 50 --close
 //   node bench/loadgen.ts --dir <pki dir> --port P --mode download --bytes 268435456 --runs 2
 //   node bench/loadgen.ts --dir <pki dir> --port P --mode upload   --bytes 268435456 --runs 2
 //
 // small: each of N keep-alive connections sends `GET /small` and waits for the whole response
 // before sending the next (closed loop, no pipelining). The first --warmup seconds are not
-// counted; after that, every request that completes within --seconds is.
+// counted; after that, every request that completes within --seconds is. With --close each
+// request says `Connection: close` and goes on a new TLS connection (a full handshake with the
+// client certificate: Node's TLS client resumes only when given a session, and it is not).
+// bench/run.ts uses wrk for the small-request scenarios when it can, and this as the fallback.
 // download/upload: --warmup-runs uncounted transfers (default 1: the first transfer of a fresh
 // process runs before the JIT has settled and is 20-40% slower), then --runs sequential
 // transfers on the same connection, each timed from the request's first byte written to the
@@ -36,6 +40,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '2' },
     'warmup-runs': { type: 'string', default: '1' },
     path: { type: 'string', default: '/small' },
+    close: { type: 'boolean', default: false },
   },
 });
 if (!values.dir || !values.port) {
@@ -78,6 +83,10 @@ function cpuMicros(): number {
 interface SmallResult {
   mode: 'small';
   connections: number;
+  close: boolean;
+  /** TLS handshakes completed, and how many of them resumed a session. */
+  handshakes: number;
+  resumed: number;
   seconds: number;
   requests: number;
   rps: number;
@@ -93,7 +102,10 @@ async function small(): Promise<SmallResult> {
   const connections = Number(values.connections);
   const warmupMs = Number(values.warmup) * 1000;
   const measureMs = Number(values.seconds) * 1000;
-  const req = Buffer.from(`GET ${values.path} HTTP/1.1\r\nHost: ${values.servername}\r\nUser-Agent: mtls-proxy-bench\r\n\r\n`);
+  const close = values.close === true;
+  const req = Buffer.from(`GET ${values.path} HTTP/1.1\r\nHost: ${values.servername}\r\nUser-Agent: mtls-proxy-bench\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+  let handshakes = 0;
+  let resumed = 0;
   const latencies: number[] = [];
   const errorSamples: string[] = [];
   let errors = 0;
@@ -116,6 +128,8 @@ async function small(): Promise<SmallResult> {
       let socket: TLSSocket;
       try {
         socket = await open();
+        handshakes++;
+        if (socket.isSessionReused()) resumed++;
       } catch (err) {
         if (performance.now() >= measureFrom) fail(`connect: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, 10));
@@ -145,7 +159,7 @@ async function small(): Promise<SmallResult> {
             }
           }
           if (now >= measureTo) return end();
-          if (r.close) return end();
+          if (close || r.close) return end();
           send();
         });
         socket.on('data', (chunk: Buffer) => {
@@ -192,6 +206,9 @@ async function small(): Promise<SmallResult> {
   return {
     mode: 'small',
     connections,
+    close,
+    handshakes,
+    resumed,
     seconds: measureMs / 1000,
     requests: measuredRequests,
     rps: Math.round(measuredRequests / (measureMs / 1000)),

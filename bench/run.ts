@@ -1,19 +1,23 @@
-// `npm run bench`: mtls-proxy against a direct connection to the origin and against the plain
-// Node.js proxy (bench/peers/node-proxy.ts), everything mTLS, everything on loopback.
+// `npm run bench`: mtls-proxy against direct connections to the origin and against four other
+// proxies (a plain Node proxy, fastify + @fastify/reply-from, HAProxy, nginx), everything mutual
+// TLS on loopback, one table of ratios from one run. See bench/README.md.
 //
-// Layout on a 2-core machine: the proxies on core 0 (the one not under test sits idle), the
-// origin and the load generator on core 1. Each scenario runs against direct, mtls-proxy and
-// node-proxy back to back. Scenarios: small requests over 1
-// and 50 keep-alive connections (BENCH_SECONDS each, default 8, after 1 s of warm-up), a
-// 256 MiB download and a 256 MiB upload (one warm-up transfer, then best of BENCH_BULK_RUNS,
-// default 2). Writes bench/results/latest.{json,md}.
+//   npm run bench [-- --with-native] [--workers N] [--targets a,b] [--scenarios s,t] [--loadgen wrk|node]
+//
+// Layout on a 2-core machine: every proxy on core 0 (taskset; all of them run for the whole
+// bench, the ones not under test sit idle), the origin and the load generator on core 1. Each
+// scenario runs against every target back to back. Writes bench/results/latest.{json,md}.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
 import { connect as connectTcp, createServer as createNetServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/pki/dev-pki.ts';
+import { haproxy as haproxyPeer, haproxyPems, nginx as nginxPeer, type NativePeer } from './peers/native.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');
@@ -22,16 +26,44 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? '8');
 const WARMUP_SECONDS = 1;
 const BULK_BYTES = 256 * 1024 * 1024;
 const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? '2');
+const CONNS = 50;
 const PROXY_CPU = '0';
 const ORIGIN_CPU = '1';
 const LOADGEN_CPU = '1';
+const NCPU = cpus().length;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const HAS_TASKSET = spawnSync('taskset', ['-V']).status === 0;
 
+const { values: opts } = parseArgs({
+  options: {
+    'with-native': { type: 'boolean', default: false },
+    workers: { type: 'string', default: process.env.BENCH_WORKERS ?? '' },
+    targets: { type: 'string' },
+    scenarios: { type: 'string' },
+    loadgen: { type: 'string', default: process.env.BENCH_LOADGEN ?? 'wrk' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opts.help) {
+  process.stdout.write(`npm run bench [-- options]
+  --with-native        install wrk, HAProxy, nginx, gcc and libssl-dev with apt-get when missing
+  --workers N          also run mtls-proxy with [server] workers = N (env BENCH_WORKERS)
+  --targets a,b        only these targets (direct is always kept): ${['mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx'].join(', ')}
+  --scenarios a,b      only these scenarios: small-1, small-50, close, download, upload
+  --loadgen wrk|node   small-request load generator (default wrk when usable; env BENCH_LOADGEN)
+env: BENCH_SECONDS (default 8) per small-request scenario after 1 s of warm-up,
+     BENCH_BULK_RUNS (default 2) timed 256 MiB transfers per bulk scenario after 1 warm-up transfer
+`);
+  process.exit(0);
+}
+const WORKERS = opts.workers === '' ? 0 : Number(opts.workers);
 if (!Number.isFinite(SECONDS) || SECONDS <= 0) throw new Error(`BENCH_SECONDS must be a positive number, got ${process.env.BENCH_SECONDS}`);
 if (!Number.isInteger(BULK_RUNS) || BULK_RUNS < 1) throw new Error(`BENCH_BULK_RUNS must be a positive integer, got ${process.env.BENCH_BULK_RUNS}`);
+if (!Number.isInteger(WORKERS) || WORKERS < 0 || WORKERS === 1) throw new Error(`--workers must be a whole number of at least 2 (the main mtls-proxy target runs 1), got ${opts.workers}`);
+if (opts.loadgen !== 'wrk' && opts.loadgen !== 'node') throw new Error(`--loadgen must be wrk or node, got ${opts.loadgen}`);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const round1 = (n: number): number => Math.round(n * 10) / 10;
 
 // ---- processes ---------------------------------------------------------------------------
 
@@ -45,13 +77,21 @@ interface Proc {
 }
 
 const running = new Set<Proc>();
-/** The PKI's temp folder, removed on every way out. */
+/** The run's temp folder (PKI, configs, the wrk shim), removed on every way out. */
 let tempDir: string | null = null;
 
-function start(name: string, cpu: string, args: string[]): Proc {
-  const argv = HAS_TASKSET ? ['-c', cpu, NODE, ...args] : args;
-  // taskset execs the command, so the pid is the node process's own.
-  const child = spawn(HAS_TASKSET ? 'taskset' : NODE, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `command args` pinned to `cpu` (taskset execs it, so the pid is the command's own), in
+ * its own process group so stopping it also stops its children (nginx's worker, mtls-proxy's
+ * workers).
+ */
+function start(name: string, cpu: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Proc {
+  const child = spawn(HAS_TASKSET ? 'taskset' : command, HAS_TASKSET ? ['-c', cpu, command, ...args] : args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: env ?? process.env,
+  });
   if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
   const proc: Proc = {
     name,
@@ -67,6 +107,10 @@ function start(name: string, cpu: string, args: string[]): Proc {
   void proc.exited.then(() => running.delete(proc));
   return proc;
 }
+
+const startNode = (name: string, cpu: string, args: string[]): Proc => start(name, cpu, NODE, args);
+
+const isRunning = (proc: Proc): boolean => proc.child.exitCode === null && proc.child.signalCode === null;
 
 /** Resolves with the first match of `re` in the process's stdout+stderr. */
 function waitFor(proc: Proc, re: RegExp, ms = 15_000): Promise<RegExpExecArray> {
@@ -109,7 +153,7 @@ function freePort(): Promise<number> {
 async function waitListening(proc: Proc, port: number, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited (${proc.child.exitCode}) before it was ready:\n${proc.err.slice(-2000)}`);
+    if (!isRunning(proc)) throw new Error(`${proc.name} exited (${proc.child.exitCode}) before it was ready:\n${(proc.err || proc.out).slice(-2000)}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = connectTcp(port, '127.0.0.1', () => {
         s.destroy();
@@ -123,16 +167,27 @@ async function waitListening(proc: Proc, port: number, ms = 15_000): Promise<voi
   }
 }
 
+function killGroup(proc: Proc, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-proc.pid, signal);
+  } catch {
+    // the group is gone
+  }
+}
+
 async function stop(proc: Proc): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGTERM');
-  const t = setTimeout(() => proc.child.kill('SIGKILL'), 5000);
-  await proc.exited;
-  clearTimeout(t);
+  if (isRunning(proc)) {
+    killGroup(proc, 'SIGTERM');
+    const t = setTimeout(() => killGroup(proc, 'SIGKILL'), 5000);
+    await proc.exited;
+    clearTimeout(t);
+  }
+  // Children that outlived their parent (they should not).
+  killGroup(proc, 'SIGKILL');
 }
 
 function killAll(): void {
-  for (const p of running) p.child.kill('SIGKILL');
+  for (const p of running) killGroup(p, 'SIGKILL');
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -144,36 +199,47 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-// ---- /proc -------------------------------------------------------------------------------
-
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // After "pid (comm) ": state is field 3, utime 14, stime 15 (proc(5)), i.e. index 11, 12.
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
+/** Runs a command to completion, pinned to `cpu`; resolves with its stdout. */
+async function runPinned(name: string, cpu: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ out: string; err: string; code: number | null }> {
+  const p = start(name, cpu, command, args, env);
+  const code = await p.exited;
+  return { out: p.out, err: p.err, code };
 }
 
-/**
- * CPU time (utime+stime) of every other process and kernel thread on the machine, seconds, by
- * pid, leaving out the ones in `ours`. A process that starts inside the window counts in full;
- * one that starts and exits inside it is missed (cutime would catch it, but also credits a
- * parent with all of a long-lived child's time when it reaps it), so this can only undercount.
- */
-function otherCpuSeconds(ours: Set<number>): Map<number, number> {
-  const out = new Map<number, number>();
+// ---- /proc -------------------------------------------------------------------------------
+
+interface ProcStat {
+  comm: string;
+  ppid: number;
+  /** utime + stime, seconds */
+  cpu: number;
+}
+
+/** Every process's parent and CPU time, from /proc/<pid>/stat. */
+function snapshot(): Map<number, ProcStat> {
+  const out = new Map<number, ProcStat>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (ours.has(pid)) continue;
-    const t = cpuSeconds(pid);
-    if (!Number.isNaN(t)) out.set(pid, t);
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // After "pid (comm) ": state is field 3, ppid 4, utime 14, stime 15 (proc(5)).
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      out.set(Number(name), { comm, ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK });
+    } catch {
+      // exited meanwhile
+    }
   }
   return out;
+}
+
+/** The pid and all its descendants in a snapshot. */
+function tree(snap: Map<number, ProcStat>, root: number): number[] {
+  const pids = [root];
+  for (let i = 0; i < pids.length; i++) {
+    for (const [pid, s] of snap) if (s.ppid === pids[i]) pids.push(pid);
+  }
+  return pids.filter((p) => snap.has(p));
 }
 
 /** Steal time of the whole machine, seconds (/proc/stat): CPU the hypervisor gave to someone else. */
@@ -182,130 +248,180 @@ function stealSeconds(): number {
   return Number(line.trim().split(/\s+/)[8] ?? 0) / CLK_TCK;
 }
 
-function otherCpuDelta(before: Map<number, number>, after: Map<number, number>): number {
-  let sum = 0;
-  for (const [pid, t] of after) sum += t - (before.get(pid) ?? 0);
-  return sum;
+interface Memory {
+  rss: number;
+  hwm: number;
 }
 
-function memory(pid: number): { rss: number; hwm: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-}
-
-/** Resets VmHWM to the current RSS (proc(5), clear_refs "5"), so a peak can be taken per scenario. */
-function resetPeak(pid: number): boolean {
+function memoryOf(pid: number): Memory {
   try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
   } catch {
-    return false;
+    return { rss: 0, hwm: 0 };
   }
 }
 
-// ---- the bench ---------------------------------------------------------------------------
-
-type TargetName = 'direct' | 'mtls-proxy' | 'node-proxy';
-type ScenarioName = 'small-1' | 'small-50' | 'download' | 'upload';
-const TARGETS: TargetName[] = ['direct', 'mtls-proxy', 'node-proxy'];
-const SCENARIOS: ScenarioName[] = ['small-1', 'small-50', 'download', 'upload'];
-
-interface LoadgenOutput {
-  mode: string;
-  rps?: number;
-  p50_us?: number;
-  p99_us?: number;
-  requests?: number;
-  best_mib_per_s?: number;
-  mib_per_s?: number[];
-  errors: number;
-  error_samples: string[];
-  loadgen_cpu_pct: number;
+/** RSS and peak RSS (VmHWM) summed over a process and its descendants. */
+function treeMemory(root: number): Memory & { processes: number } {
+  const pids = tree(snapshot(), root);
+  const m = pids.map(memoryOf);
+  return { rss: m.reduce((s, x) => s + x.rss, 0), hwm: m.reduce((s, x) => s + x.hwm, 0), processes: pids.length };
 }
 
-interface ScenarioResult {
-  loadgen: LoadgenOutput;
-  /** Length of the loadgen's measured window, seconds. */
-  wall_s: number;
-  /** CPU use over the measured window, in % of one core. */
-  proxy_cpu_pct: number | null;
-  origin_cpu_pct: number;
-  /** Busy CPU of everything else on the machine (other users, kernel threads), % of one core. */
-  other_cpu_pct: number;
-  /** Hypervisor steal time over the window, all cores together, % of one core. */
-  steal_pct: number;
-  /** Proxy VmHWM during this scenario alone (bytes). */
-  proxy_peak_rss: number | null;
-}
-
-interface TargetResult {
-  scenarios: Partial<Record<ScenarioName, ScenarioResult>>;
-  idle_rss: number | null;
-  rss_after: number | null;
-  peak_rss: number | null;
-  proxy_log_tail?: string;
-}
-
-function loadgenArgs(dir: string, port: number, scenario: ScenarioName): string[] {
-  const base = [join(BENCH, 'loadgen.ts'), '--dir', dir, '--port', String(port)];
-  switch (scenario) {
-    case 'small-1':
-      return [...base, '--mode', 'small', '--connections', '1', '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS)];
-    case 'small-50':
-      return [...base, '--mode', 'small', '--connections', '50', '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS)];
-    case 'download':
-    case 'upload':
-      return [...base, '--mode', scenario, '--bytes', String(BULK_BYTES), '--runs', String(BULK_RUNS), '--warmup-runs', '1'];
+/** Resets VmHWM to the current RSS (proc(5), clear_refs "5") for a process tree. */
+function resetPeak(root: number): boolean {
+  let ok = true;
+  for (const pid of tree(snapshot(), root)) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    } catch {
+      ok = false;
+    }
   }
+  return ok;
 }
 
-async function runScenario(dir: string, port: number, scenario: ScenarioName, origin: Proc, proxy: Proc | null): Promise<ScenarioResult> {
-  const peakReset = proxy ? resetPeak(proxy.pid) : false;
-  // CPU of the proxy and the origin is sampled when the loadgen says its measured window
-  // begins and ends (a line on its stderr), so warm-up and process start-up are left out.
-  // And every other process's CPU time: someone else's load disturbs the numbers.
-  const sample = (): { t: number; proxy: number; origin: number; loadgen: number; steal: number; other: Map<number, number> } => ({
-    t: performance.now(),
-    proxy: proxy ? cpuSeconds(proxy.pid) : 0,
-    origin: cpuSeconds(origin.pid),
-    loadgen: cpuSeconds(lg.pid),
-    steal: stealSeconds(),
-    other: otherCpuSeconds(new Set([process.pid, origin.pid, lg.pid, ...(proxy ? [proxy.pid] : [])])),
+// ---- tools: wrk (with the client-certificate shim), HAProxy, nginx ------------------------
+
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+
+/** Notes on what was installed, built, or left out, for the report. */
+const setupNotes: string[] = [];
+
+/** `--with-native`: apt-get install whatever of wrk, HAProxy, nginx, gcc, libssl-dev is missing. */
+function installNative(): void {
+  const want: Array<[string, string]> = [
+    ['wrk', 'wrk'],
+    ['haproxy', 'haproxy'],
+    ['nginx', 'nginx-light'],
+    ['gcc', 'gcc'],
+  ];
+  const missing = want.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
+  if (!existsSync('/usr/include/openssl/ssl.h')) missing.push('libssl-dev');
+  if (missing.length && !existsSync('/usr/include/stdio.h')) missing.push('libc6-dev');
+  if (!missing.length) return;
+  process.stderr.write(`bench: --with-native: apt-get install ${missing.join(' ')}\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = spawnSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  const install = update.status === 0 ? spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env }) : update;
+  if (install.status !== 0) setupNotes.push(`--with-native: apt-get install ${missing.join(' ')} failed (exit ${install.status}; root needed): the peers and tools still missing are skipped`);
+  else setupNotes.push(`--with-native: installed ${missing.join(' ')} with apt-get`);
+}
+
+/**
+ * wrk presents no client certificate and resumes TLS sessions on reconnect: the LD_PRELOAD shim
+ * bench/tools/wrk-client-cert.c fixes both. Returns the shim's path, or null (with a note)
+ * when wrk or the compiler is missing.
+ */
+function buildWrkShim(dir: string): string | null {
+  if (opts.loadgen !== 'wrk') {
+    setupNotes.push('small-request load generator: bench/loadgen.ts (--loadgen node)');
+    return null;
+  }
+  const why = !has('wrk') ? 'wrk is not installed' : !has('gcc') ? 'gcc is not installed' : !existsSync('/usr/include/openssl/ssl.h') ? 'libssl-dev is not installed' : null;
+  if (why) {
+    setupNotes.push(`small-request load generator: bench/loadgen.ts, not wrk (${why}; \`npm run bench -- --with-native\` installs it). The Node loadgen costs ~2x wrk's CPU per request on core 1, so the fastest peers' small-request numbers are capped lower`);
+    return null;
+  }
+  const so = join(dir, 'wrk-client-cert.so');
+  const r = spawnSync('gcc', ['-O2', '-shared', '-fPIC', '-o', so, join(BENCH, 'tools', 'wrk-client-cert.c'), '-ldl', '-lssl', '-lcrypto'], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    setupNotes.push(`small-request load generator: bench/loadgen.ts, not wrk (building bench/tools/wrk-client-cert.c failed: ${r.stderr.trim().slice(0, 300)})`);
+    return null;
+  }
+  return so;
+}
+
+// ---- the origin's view -------------------------------------------------------------------
+
+interface OriginStats {
+  connections: number;
+  resumed: number;
+  tls: Record<string, number>;
+  requests: number;
+  bad_requests: number;
+  tls_errors: number;
+}
+
+function originStats(dir: string, port: number): Promise<OriginStats> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/__stats',
+        servername: 'localhost',
+        agent: false,
+        ca: readFileSync(join(dir, 'ca.pem')),
+        cert: readFileSync(join(dir, 'client.pem')),
+        key: readFileSync(join(dir, 'client-key.pem')),
+        headers: { connection: 'close' },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body) as OriginStats);
+          } catch (err) {
+            reject(err as Error);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end();
   });
-  let begin: ReturnType<typeof sample> | null = null;
-  let end: ReturnType<typeof sample> | null = null;
-  const lg = start(`loadgen ${scenario}`, LOADGEN_CPU, loadgenArgs(dir, port, scenario));
-  lg.child.stderr?.on('data', () => {
-    if (!begin && lg.err.includes('{"mark":"begin"}')) begin = sample();
-    if (!end && lg.err.includes('{"mark":"end"}')) end = sample();
-  });
-  const code = await lg.exited;
-  if (code !== 0) throw new Error(`loadgen ${scenario} exited ${code}:\n${lg.err.slice(-2000)}`);
-  const loadgen = JSON.parse(lg.out.trim()) as LoadgenOutput;
-  const b = begin as ReturnType<typeof sample> | null;
-  const e = end as ReturnType<typeof sample> | null;
-  if (!b || !e) throw new Error(`loadgen ${scenario} did not mark its measured window:\n${lg.err.slice(-2000)}`);
-  const wall = (e.t - b.t) / 1000;
-  const pct = (s: number): number => Math.round((s / wall) * 1000) / 10;
+}
+
+function statsDelta(a: OriginStats, b: OriginStats): OriginStats {
+  const tls: Record<string, number> = {};
+  for (const [k, v] of Object.entries(b.tls)) {
+    const d = v - (a.tls[k] ?? 0);
+    if (d) tls[k] = d;
+  }
   return {
-    loadgen,
-    wall_s: Math.round(wall * 100) / 100,
-    proxy_cpu_pct: proxy ? pct(e.proxy - b.proxy) : null,
-    origin_cpu_pct: pct(e.origin - b.origin),
-    other_cpu_pct: pct(otherCpuDelta(b.other, e.other)),
-    steal_pct: pct(e.steal - b.steal),
-    proxy_peak_rss: proxy && peakReset ? memory(proxy.pid).hwm : null,
+    connections: b.connections - a.connections,
+    resumed: b.resumed - a.resumed,
+    tls,
+    requests: b.requests - a.requests,
+    bad_requests: b.bad_requests - a.bad_requests,
+    tls_errors: b.tls_errors - a.tls_errors,
   };
 }
 
-function mtlsProxyConfig(dir: string, port: number, originPort: number): string {
-  const path = join(dir, 'mtls-proxy.toml');
+// ---- targets -----------------------------------------------------------------------------
+
+type TargetName = string;
+type ScenarioName = 'small-1' | 'small-50' | 'close' | 'download' | 'upload';
+const ALL_SCENARIOS: ScenarioName[] = ['small-1', 'small-50', 'close', 'download', 'upload'];
+/** The main table's columns, in order; `mtls-proxy-wN` (--workers) is reported on its own. */
+const PEERS = ['direct', 'mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx'] as const;
+const WORKER_SCENARIOS: ScenarioName[] = ['small-50', 'close'];
+
+interface Live {
+  port: number;
+  proxy: Proc | null;
+}
+
+interface Target {
+  name: TargetName;
+  /** Why it is not measured, or null. */
+  skip: string | null;
+  scenarios: ScenarioName[];
+  start: (dir: string, originPort: number) => Promise<Live>;
+}
+
+function mtlsProxyConfig(dir: string, name: string, port: number, originPort: number, workers: number): string {
+  const path = join(dir, `${name}.toml`);
   writeFileSync(
     path,
     `# bench config: request logging off (level warn, no [request_log]), no admin listener
 [server]
 drain_timeout = "1s"
+workers = ${workers}
 
 [log]
 level = "warn"
@@ -331,66 +447,379 @@ endpoints = ["127.0.0.1:${originPort}"]
   return path;
 }
 
-async function startTarget(target: TargetName, dir: string, originPort: number): Promise<{ port: number; proxy: Proc | null }> {
-  if (target === 'direct') return { port: originPort, proxy: null };
-  if (target === 'mtls-proxy') {
-    // At log level warn the "listening" line (info) is not written: pick the port here.
-    const port = await freePort();
-    const cfg = mtlsProxyConfig(dir, port, originPort);
-    const proxy = start('mtls-proxy', PROXY_CPU, ['--max-semi-space-size=1', join(ROOT, 'bin', 'mtls-proxy.js'), 'start', '-c', cfg]);
-    await waitListening(proxy, port);
-    return { port, proxy };
-  }
-  const proxy = start('node-proxy', PROXY_CPU, [join(BENCH, 'peers', 'node-proxy.ts'), '--dir', dir, '--upstream', `127.0.0.1:${originPort}`]);
+async function startMtlsProxy(dir: string, originPort: number, name: string, workers: number, cpu: string): Promise<Live> {
+  // At log level warn the "listening" line (info) is not written: pick the port here.
+  const port = await freePort();
+  const cfg = mtlsProxyConfig(dir, name, port, originPort, workers);
+  const proxy = startNode(name, cpu, ['--max-semi-space-size=1', join(ROOT, 'bin', 'mtls-proxy.js'), 'start', '-c', cfg]);
+  await waitListening(proxy, port);
+  return { port, proxy };
+}
+
+async function startNodePeer(name: string, script: string, dir: string, originPort: number): Promise<Live> {
+  const proxy = startNode(name, PROXY_CPU, [join(BENCH, 'peers', script), '--dir', dir, '--upstream', `127.0.0.1:${originPort}`]);
   const m = await waitFor(proxy, /\{"listening":(\d+)\}/);
   return { port: Number(m[1]), proxy };
 }
 
-/**
- * Both proxies run for the whole bench (pinned to core 0, the one not measured sits idle), and
- * each scenario is measured against direct, mtls-proxy and node-proxy back to back: the VM's
- * speed drifts over a minute (2x on the same quiet machine between runs), so targets measured
- * close together compare better than targets measured a minute apart.
- */
-async function benchAll(dir: string, origin: Proc, originPort: number): Promise<Record<TargetName, TargetResult>> {
-  const results = {} as Record<TargetName, TargetResult>;
-  const live = {} as Record<TargetName, { port: number; proxy: Proc | null }>;
+async function startNative(name: string, make: (dir: string, port: number, originPort: number) => NativePeer, dir: string, originPort: number): Promise<Live> {
+  const port = await freePort();
+  const { command, args } = make(dir, port, originPort);
+  const proxy = start(name, PROXY_CPU, command, args);
+  await waitListening(proxy, port);
+  return { port, proxy };
+}
+
+/** The first `n` cores, as a taskset list: where mtls-proxy with n workers may run. */
+const workerCpus = (n: number): string => (Math.min(n, NCPU) <= 1 ? '0' : `0-${Math.min(n, NCPU) - 1}`);
+
+function missingPackages(names: string[]): string[] {
+  const req = createRequire(join(BENCH, 'peers', 'reply-from.ts'));
+  return names.filter((n) => {
+    try {
+      req.resolve(n);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+function targetsToRun(): Target[] {
+  const small: ScenarioName[] = ['small-1', 'small-50', 'close'];
+  const all = [...small, 'download', 'upload'] as ScenarioName[];
+  const rfMissing = missingPackages(['fastify', '@fastify/reply-from']);
+  const list: Target[] = [
+    { name: 'direct', skip: null, scenarios: all, start: async (_dir, originPort) => ({ port: originPort, proxy: null }) },
+    { name: 'mtls-proxy', skip: null, scenarios: all, start: (dir, o) => startMtlsProxy(dir, o, 'mtls-proxy', 1, PROXY_CPU) },
+  ];
+  if (WORKERS) {
+    list.push({
+      name: `mtls-proxy-w${WORKERS}`,
+      skip: null,
+      scenarios: WORKER_SCENARIOS,
+      start: (dir, o) => startMtlsProxy(dir, o, `mtls-proxy-w${WORKERS}`, WORKERS, workerCpus(WORKERS)),
+    });
+  }
+  list.push(
+    { name: 'node-proxy', skip: null, scenarios: all, start: (dir, o) => startNodePeer('node-proxy', 'node-proxy.ts', dir, o) },
+    {
+      name: 'reply-from',
+      skip: rfMissing.length ? `${rfMissing.join(' and ')} not installed (they are devDependencies: npm install)` : null,
+      scenarios: all,
+      start: (dir, o) => startNodePeer('reply-from', 'reply-from.ts', dir, o),
+    },
+    {
+      name: 'haproxy',
+      skip: has('haproxy') ? null : 'haproxy not installed (npm run bench -- --with-native installs it)',
+      scenarios: all,
+      start: (dir, o) => startNative('haproxy', haproxyPeer, dir, o),
+    },
+    {
+      name: 'nginx',
+      skip: has('nginx') ? null : 'nginx not installed (npm run bench -- --with-native installs it)',
+      scenarios: all,
+      start: (dir, o) => startNative('nginx', nginxPeer, dir, o),
+    },
+  );
+  const only = opts.targets?.split(',').map((s) => s.trim());
+  const scen = opts.scenarios?.split(',').map((s) => s.trim()) as ScenarioName[] | undefined;
+  for (const s of scen ?? []) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
+  return list
+    .filter((t) => !only || t.name === 'direct' || only.includes(t.name) || (only.includes('mtls-proxy') && t.name.startsWith('mtls-proxy-w')))
+    .map((t) => ({ ...t, scenarios: scen ? t.scenarios.filter((s) => scen.includes(s)) : t.scenarios }));
+}
+
+// ---- load generation ---------------------------------------------------------------------
+
+interface LoadgenOutput {
+  tool: 'wrk' | 'node';
+  mode: 'small' | 'download' | 'upload';
+  connections?: number;
+  close?: boolean;
+  requests?: number;
+  rps?: number;
+  p50_us?: number;
+  p99_us?: number;
+  /** TLS handshakes the client completed in the measured run, how many resumed, and their kinds. */
+  handshakes?: number;
+  resumed?: number;
+  tls?: Record<string, number>;
+  best_mib_per_s?: number;
+  mib_per_s?: number[];
+  errors: number;
+  error_samples: string[];
+  /** The load generator's own CPU time over its run, % of one core. */
+  loadgen_cpu_pct: number;
+}
+
+interface ScenarioResult {
+  loadgen: LoadgenOutput;
+  /** Length of the measured window, seconds. */
+  wall_s: number;
+  /** CPU of the proxy and all its processes over the window, in % of one core. */
+  proxy_cpu_pct: number | null;
+  /** Processes in the proxy's tree at the end of the window. */
+  proxy_processes: number | null;
+  /** Requests (or new connections) per second of proxy CPU time. */
+  per_proxy_cpu_s: number | null;
+  origin_cpu_pct: number;
+  /** Busy CPU of everything else on the machine (other users, idle peers, kernel threads), % of one core. */
+  other_cpu_pct: number;
+  /** The biggest of those other processes. */
+  other_top: Array<{ pid: number; comm: string; pct: number }>;
+  /** Hypervisor steal time over the window, all cores together, % of one core. */
+  steal_pct: number;
+  /** Proxy RSS (all its processes) when the scenario started, and VmHWM (summed) during it, bytes. */
+  proxy_rss_start: number | null;
+  proxy_peak_rss: number | null;
+  /** What the origin saw during the scenario (warm-up included): the proxy's upstream side. */
+  origin: OriginStats;
+}
+
+interface TargetResult {
+  skipped?: string;
+  scenarios: Partial<Record<ScenarioName, ScenarioResult>>;
+  idle_rss: number | null;
+  idle_processes: number | null;
+  rss_after: number | null;
+  peak_rss: number | null;
+  proxy_log_tail?: string;
+  /** Scenarios that threw (a load generator that failed, a proxy that died). */
+  failures?: string[];
+}
+
+type Results = Record<TargetName, TargetResult>;
+
+const WRK_LUA = `-- written by bench/run.ts: the summary as one JSON line
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    s.requests, s.duration, s.bytes, latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+end
+`;
+
+interface WrkSummary {
+  requests: number;
+  duration_us: number;
+  p50_us: number;
+  p99_us: number;
+  connect: number;
+  read: number;
+  write: number;
+  status: number;
+  timeout: number;
+}
+
+async function wrk(dir: string, shim: string, port: number, conns: number, close: boolean, seconds: number): Promise<LoadgenOutput> {
+  const statsFile = join(dir, 'wrk-tls.json');
+  rmSync(statsFile, { force: true });
+  const env = { ...process.env, LD_PRELOAD: shim, WRK_CLIENT_CERT: join(dir, 'client.pem'), WRK_CLIENT_KEY: join(dir, 'client-key.pem'), WRK_TLS_STATS: statsFile };
+  const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(dir, 'wrk.lua'), ...(close ? ['-H', 'Connection: close'] : []), `https://localhost:${port}/small`];
+  const r = await runPinned('wrk', LOADGEN_CPU, 'wrk', args, env);
+  const m = /WRKJSON (\{.*\})/.exec(r.out);
+  if (r.code !== 0 || !m?.[1]) throw new Error(`wrk exited ${r.code}:\n${(r.err || r.out).slice(-2000)}`);
+  const s = JSON.parse(m[1]) as WrkSummary;
+  const tls = existsSync(statsFile) ? (JSON.parse(readFileSync(statsFile, 'utf8')) as { handshakes: number; resumed: number; tls: Record<string, number>; cpu_s: number }) : null;
+  const errs = (['connect', 'read', 'write', 'status', 'timeout'] as const).filter((k) => s[k] > 0);
+  const durationS = s.duration_us / 1e6;
+  return {
+    tool: 'wrk',
+    mode: 'small',
+    connections: conns,
+    close,
+    requests: s.requests,
+    rps: Math.round(s.requests / durationS),
+    p50_us: s.p50_us,
+    p99_us: s.p99_us,
+    handshakes: tls?.handshakes ?? 0,
+    resumed: tls?.resumed ?? 0,
+    tls: tls?.tls ?? {},
+    errors: errs.reduce((n, k) => n + s[k], 0),
+    error_samples: errs.map((k) => `${k} errors: ${s[k]}${k === 'status' ? ' (HTTP status >= 400)' : ''}`),
+    loadgen_cpu_pct: tls ? round1((tls.cpu_s / durationS) * 100) : NaN,
+  };
+}
+
+function nodeLoadgenArgs(dir: string, port: number, scenario: ScenarioName): string[] {
+  const base = [join(BENCH, 'loadgen.ts'), '--dir', dir, '--port', String(port)];
+  switch (scenario) {
+    case 'small-1':
+    case 'small-50':
+    case 'close':
+      return [...base, '--mode', 'small', '--connections', scenario === 'small-1' ? '1' : String(CONNS), ...(scenario === 'close' ? ['--close'] : []), '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS)];
+    case 'download':
+    case 'upload':
+      return [...base, '--mode', scenario, '--bytes', String(BULK_BYTES), '--runs', String(BULK_RUNS), '--warmup-runs', '1'];
+  }
+}
+
+interface Sample {
+  t: number;
+  proxy: number;
+  processes: number;
+  origin: number;
+  steal: number;
+  other: Map<number, { comm: string; cpu: number }>;
+}
+
+function sample(origin: Proc, proxy: Proc | null, exclude: number[]): Sample {
+  const snap = snapshot();
+  const proxyPids = proxy ? tree(snap, proxy.pid) : [];
+  const ours = new Set([process.pid, origin.pid, ...proxyPids, ...exclude]);
+  const other = new Map<number, { comm: string; cpu: number }>();
+  for (const [pid, s] of snap) if (!ours.has(pid)) other.set(pid, { comm: s.comm, cpu: s.cpu });
+  return {
+    t: performance.now(),
+    proxy: proxyPids.reduce((sum, p) => sum + (snap.get(p)?.cpu ?? 0), 0),
+    processes: proxyPids.length,
+    origin: snap.get(origin.pid)?.cpu ?? 0,
+    steal: stealSeconds(),
+    other,
+  };
+}
+
+/** A process for the notes: one of ours by name (an idle peer), or its command line. */
+function describe(pid: number, comm: string): string {
+  for (const p of running) if (p.pid === pid) return `bench's idle ${p.name}`;
   try {
-    for (const t of TARGETS) {
-      live[t] = await startTarget(t, dir, originPort);
-      results[t] = { scenarios: {}, idle_rss: null, rss_after: null, peak_rss: null };
-    }
-    await sleep(500);
-    for (const t of TARGETS) {
-      const proxy = live[t].proxy;
-      if (proxy) results[t].idle_rss = memory(proxy.pid).rss;
-    }
-    for (const s of SCENARIOS) {
-      for (const t of TARGETS) {
-        process.stderr.write(`  ${s} ${t} ...`);
-        const r = await runScenario(dir, live[t].port, s, origin, live[t].proxy);
-        results[t].scenarios[s] = r;
-        const lg = r.loadgen;
-        const headline = lg.mode === 'small' ? `${lg.rps} req/s, p99 ${lg.p99_us} µs` : `${lg.best_mib_per_s} MiB/s`;
-        process.stderr.write(` ${headline}${lg.errors ? `, ${lg.errors} ERRORS: ${lg.error_samples[0]}` : ''}\n`);
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    return cmd ? cmd.slice(0, 80) : comm;
+  } catch {
+    return comm;
+  }
+}
+
+async function runScenario(dir: string, shim: string | null, live: Live, scenario: ScenarioName, origin: Proc, originPort: number): Promise<ScenarioResult> {
+  const proxy = live.proxy;
+  const before = await originStats(dir, originPort);
+  const peakReset = proxy ? resetPeak(proxy.pid) : false;
+  const rssStart = proxy ? treeMemory(proxy.pid).rss : null;
+  let b: Sample | null = null;
+  let e: Sample | null = null;
+  let loadgen: LoadgenOutput;
+  const small = scenario !== 'download' && scenario !== 'upload';
+  if (small && shim) {
+    const conns = scenario === 'small-1' ? 1 : CONNS;
+    const close = scenario === 'close';
+    await wrk(dir, shim, live.port, conns, close, WARMUP_SECONDS);
+    // wrk's pid is not known before it starts; it is on core 1 and counted from its own rusage.
+    b = sample(origin, proxy, []);
+    loadgen = await wrk(dir, shim, live.port, conns, close, SECONDS);
+    e = sample(origin, proxy, []);
+  } else {
+    // bench/loadgen.ts marks the start and end of its measured window on stderr.
+    const lg = startNode(`loadgen ${scenario}`, LOADGEN_CPU, nodeLoadgenArgs(dir, live.port, scenario));
+    lg.child.stderr?.on('data', () => {
+      if (!b && lg.err.includes('{"mark":"begin"}')) b = sample(origin, proxy, [lg.pid]);
+      if (!e && lg.err.includes('{"mark":"end"}')) e = sample(origin, proxy, [lg.pid]);
+    });
+    const code = await lg.exited;
+    if (code !== 0) throw new Error(`loadgen ${scenario} exited ${code}:\n${lg.err.slice(-2000)}`);
+    loadgen = { tool: 'node', ...(JSON.parse(lg.out.trim()) as Omit<LoadgenOutput, 'tool'>) };
+  }
+  const bs = b as Sample | null;
+  const es = e as Sample | null;
+  if (!bs || !es) throw new Error(`loadgen ${scenario} did not mark its measured window`);
+  const after = await originStats(dir, originPort);
+  const wall = (es.t - bs.t) / 1000;
+  const pct = (s: number): number => round1((s / wall) * 100);
+  let other = 0;
+  const others: Array<{ pid: number; comm: string; pct: number }> = [];
+  for (const [pid, x] of es.other) {
+    const d = x.cpu - (bs.other.get(pid)?.cpu ?? x.cpu);
+    other += d;
+    if (d > 0) others.push({ pid, comm: describe(pid, x.comm), pct: pct(d) });
+  }
+  others.sort((x, y) => y.pct - x.pct);
+  const proxyCpu = es.proxy - bs.proxy;
+  const count = loadgen.mode === 'small' ? (loadgen.requests ?? 0) : 0;
+  return {
+    loadgen,
+    wall_s: Math.round(wall * 100) / 100,
+    proxy_cpu_pct: proxy ? pct(proxyCpu) : null,
+    proxy_processes: proxy ? es.processes : null,
+    per_proxy_cpu_s: proxy && count && proxyCpu > 0 ? Math.round(count / proxyCpu) : null,
+    origin_cpu_pct: pct(es.origin - bs.origin),
+    other_cpu_pct: pct(other),
+    other_top: others.slice(0, 3),
+    steal_pct: pct(es.steal - bs.steal),
+    proxy_rss_start: rssStart,
+    proxy_peak_rss: proxy && peakReset ? treeMemory(proxy.pid).hwm : null,
+    origin: statsDelta(before, after),
+  };
+}
+
+/**
+ * Every target runs for the whole bench (the proxies pinned to core 0, the ones not measured
+ * sit idle), and each scenario is measured against every target back to back: the VM's speed
+ * drifts over a minute, so numbers taken seconds apart compare better than numbers taken minutes
+ * apart.
+ */
+async function benchAll(dir: string, shim: string | null, origin: Proc, originPort: number, targets: Target[]): Promise<Results> {
+  const results: Results = {};
+  const live = new Map<TargetName, Live>();
+  try {
+    for (const t of targets) {
+      results[t.name] = { scenarios: {}, idle_rss: null, idle_processes: null, rss_after: null, peak_rss: null };
+      if (t.skip) {
+        results[t.name] = { ...results[t.name]!, skipped: t.skip };
+        process.stderr.write(`  ${t.name}: skipped (${t.skip})\n`);
+        continue;
+      }
+      try {
+        live.set(t.name, await t.start(dir, originPort));
+      } catch (err) {
+        const msg = (err as Error).message;
+        results[t.name] = { ...results[t.name]!, skipped: `did not start: ${msg.slice(0, 1500)}` };
+        process.stderr.write(`  ${t.name}: DID NOT START: ${msg.slice(0, 1500)}\n`);
       }
     }
     await sleep(500);
-    for (const t of TARGETS) {
-      const proxy = live[t].proxy;
-      if (!proxy) continue;
-      const result = results[t];
-      result.rss_after = memory(proxy.pid).rss;
-      const peaks = SCENARIOS.map((sc) => result.scenarios[sc]?.proxy_peak_rss ?? 0);
-      result.peak_rss = Math.max(memory(proxy.pid).hwm, result.idle_rss ?? 0, ...peaks);
+    for (const [name, l] of live) {
+      if (!l.proxy) continue;
+      const m = treeMemory(l.proxy.pid);
+      results[name]!.idle_rss = m.rss;
+      results[name]!.idle_processes = m.processes;
+    }
+    for (const s of ALL_SCENARIOS) {
+      for (const t of targets) {
+        const l = live.get(t.name);
+        if (!l || !t.scenarios.includes(s)) continue;
+        if (l.proxy && !isRunning(l.proxy)) {
+          process.stderr.write(`  ${s} ${t.name}: the proxy has exited (${l.proxy.child.exitCode}); skipped\n`);
+          continue;
+        }
+        process.stderr.write(`  ${s} ${t.name} ...`);
+        try {
+          const r = await runScenario(dir, shim, l, s, origin, originPort);
+          results[t.name]!.scenarios[s] = r;
+          const lg = r.loadgen;
+          const headline = lg.mode === 'small' ? `${lg.rps} ${s === 'close' ? 'conn' : 'req'}/s, p50 ${lg.p50_us} µs` : `${lg.best_mib_per_s} MiB/s`;
+          process.stderr.write(` ${headline}${r.proxy_cpu_pct !== null ? `, proxy ${r.proxy_cpu_pct}% CPU` : ''}${lg.errors ? `, ${lg.errors} ERRORS: ${lg.error_samples[0]}` : ''}\n`);
+        } catch (err) {
+          process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
+          results[t.name]!.scenarios[s] = undefined;
+          (results[t.name]!.failures ??= []).push(`${s}: ${(err as Error).message.slice(0, 500)}`);
+        }
+      }
+    }
+    await sleep(500);
+    for (const [name, l] of live) {
+      if (!l.proxy || !isRunning(l.proxy)) continue;
+      const result = results[name]!;
+      const m = treeMemory(l.proxy.pid);
+      result.rss_after = m.rss;
+      const peaks = Object.values(result.scenarios).map((sc) => sc?.proxy_peak_rss ?? 0);
+      result.peak_rss = Math.max(m.hwm, result.idle_rss ?? 0, ...peaks);
     }
   } finally {
-    for (const t of TARGETS) {
-      const proxy = live[t]?.proxy;
-      if (!proxy) continue;
+    for (const [name, l] of live) {
+      if (!l.proxy) continue;
       // Anything at warn or above (request logging is off): worth a look when it is not empty.
-      if (results[t] && proxy.err.trim()) results[t].proxy_log_tail = proxy.err.slice(-4000);
-      await stop(proxy);
+      const log = `${l.proxy.out}${l.proxy.err}`.replace(/^\{"listening":\d+\}\n/, '').trim();
+      if (log) results[name]!.proxy_log_tail = log.slice(-4000);
+      await stop(l.proxy);
     }
   }
   return results;
@@ -400,114 +829,238 @@ async function benchAll(dir: string, origin: Proc, originPort: number): Promise<
 
 const SCENARIO_LABEL: Record<ScenarioName, string> = {
   'small-1': 'small GET, 1 conn',
-  'small-50': 'small GET, 50 conns',
+  'small-50': `small GET, ${CONNS} conns`,
+  close: `Connection: close, ${CONNS} conns`,
   download: '256 MiB download',
   upload: '256 MiB upload',
 };
 
-type Results = Record<TargetName, TargetResult>;
+const MIB = 2 ** 20;
+const mib = (n: number | null | undefined): number | null => (n === null || n === undefined ? null : round1(n / MIB));
+const fmt = (n: number | null | undefined): string => (n === null || n === undefined || Number.isNaN(n) ? '–' : Math.abs(n) >= 100 ? String(Math.round(n)) : String(n));
+const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
+  a === null || a === undefined || b === null || b === undefined || b === 0 ? null : Math.round((a / b) * 100) / 100;
+
+const scenarioOf = (results: Results, t: TargetName, s: ScenarioName): ScenarioResult | undefined => results[t]?.scenarios[s];
+const rpsOf = (results: Results, t: TargetName, s: ScenarioName): number | null => scenarioOf(results, t, s)?.loadgen.rps ?? null;
+const perCpuOf = (results: Results, t: TargetName, s: ScenarioName): number | null => scenarioOf(results, t, s)?.per_proxy_cpu_s ?? null;
+const mibsOf = (results: Results, t: TargetName, s: ScenarioName): number | null => scenarioOf(results, t, s)?.loadgen.best_mib_per_s ?? null;
+const p50Of = (results: Results, t: TargetName, s: ScenarioName): number | null => scenarioOf(results, t, s)?.loadgen.p50_us ?? null;
+
+function addedP50(results: Results, t: TargetName): number | null {
+  const p = p50Of(results, t, 'small-1');
+  const d = p50Of(results, 'direct', 'small-1');
+  return p === null || d === null ? null : p - d;
+}
+
+/** The most a bulk scenario raised the proxy's RSS (peak during it minus RSS at its start). */
+function growth(results: Results, t: TargetName): number | null {
+  const g = (['download', 'upload'] as const)
+    .map((s) => scenarioOf(results, t, s))
+    .filter((r): r is ScenarioResult => r?.proxy_peak_rss != null && r.proxy_rss_start != null)
+    .map((r) => (r.proxy_peak_rss ?? 0) - (r.proxy_rss_start ?? 0));
+  return g.length ? Math.max(...g) : null;
+}
 
 interface Row {
   scenario: string;
   metric: string;
-  values: Record<TargetName, number | null>;
-  /** Higher is better (throughput) or lower (latency, memory): a ratio is printed either way. */
-  better: 'higher' | 'lower';
+  values: Record<string, number | null>;
+  ratios: boolean;
 }
 
 function rows(results: Results): Row[] {
-  const pick = (s: ScenarioName, f: (lg: LoadgenOutput) => number | undefined): Record<TargetName, number | null> => {
-    const v = {} as Record<TargetName, number | null>;
-    for (const t of TARGETS) v[t] = f(results[t].scenarios[s]?.loadgen ?? ({} as LoadgenOutput)) ?? null;
-    return v;
-  };
+  const per = (f: (t: TargetName) => number | null): Record<string, number | null> => Object.fromEntries(PEERS.map((t) => [t, results[t] && !results[t].skipped ? f(t) : null]));
+  const proxyOnly = (f: (t: TargetName) => number | null): Record<string, number | null> => per((t) => (t === 'direct' ? null : f(t)));
   const out: Row[] = [];
-  for (const s of ['small-1', 'small-50'] as const) {
-    out.push({ scenario: SCENARIO_LABEL[s], metric: 'req/s', values: pick(s, (l) => l.rps), better: 'higher' });
-    out.push({ scenario: SCENARIO_LABEL[s], metric: 'p50 µs', values: pick(s, (l) => l.p50_us), better: 'lower' });
-    out.push({ scenario: SCENARIO_LABEL[s], metric: 'p99 µs', values: pick(s, (l) => l.p99_us), better: 'lower' });
-  }
-  for (const s of ['download', 'upload'] as const) {
-    out.push({ scenario: SCENARIO_LABEL[s], metric: `MiB/s (best of ${BULK_RUNS}, after 1 warm-up)`, values: pick(s, (l) => l.best_mib_per_s), better: 'higher' });
-  }
-  const mib = (n: number | null): number | null => (n === null ? null : Math.round((n / 2 ** 20) * 10) / 10);
-  out.push({ scenario: 'proxy memory', metric: 'idle RSS MiB', values: { direct: null, 'mtls-proxy': mib(results['mtls-proxy'].idle_rss), 'node-proxy': mib(results['node-proxy'].idle_rss) }, better: 'lower' });
-  out.push({ scenario: 'proxy memory', metric: 'peak RSS MiB', values: { direct: null, 'mtls-proxy': mib(results['mtls-proxy'].peak_rss), 'node-proxy': mib(results['node-proxy'].peak_rss) }, better: 'lower' });
-  const errs = {} as Record<TargetName, number | null>;
-  for (const t of TARGETS) errs[t] = SCENARIOS.reduce((n, s) => n + (results[t].scenarios[s]?.loadgen.errors ?? 0), 0);
-  out.push({ scenario: 'all', metric: 'errors', values: errs, better: 'lower' });
+  const push = (scenario: string, metric: string, values: Record<string, number | null>, ratios = true): void => {
+    out.push({ scenario, metric, values, ratios });
+  };
+  push(SCENARIO_LABEL['small-1'], 'req/s', per((t) => rpsOf(results, t, 'small-1')));
+  push(SCENARIO_LABEL['small-1'], 'p50 µs', per((t) => p50Of(results, t, 'small-1')));
+  push(SCENARIO_LABEL['small-1'], 'p99 µs', per((t) => scenarioOf(results, t, 'small-1')?.loadgen.p99_us ?? null));
+  push(SCENARIO_LABEL['small-1'], 'added p50 µs (vs direct)', proxyOnly((t) => addedP50(results, t)));
+  push(SCENARIO_LABEL['small-50'], 'req/s', per((t) => rpsOf(results, t, 'small-50')));
+  push(SCENARIO_LABEL['small-50'], 'p50 µs', per((t) => p50Of(results, t, 'small-50')));
+  push(SCENARIO_LABEL['small-50'], 'p99 µs', per((t) => scenarioOf(results, t, 'small-50')?.loadgen.p99_us ?? null));
+  push(SCENARIO_LABEL['small-50'], 'req per proxy CPU-second', proxyOnly((t) => perCpuOf(results, t, 'small-50')));
+  push(SCENARIO_LABEL.close, 'new TLS conns/s', per((t) => rpsOf(results, t, 'close')));
+  push(SCENARIO_LABEL.close, 'conns per proxy CPU-second', proxyOnly((t) => perCpuOf(results, t, 'close')));
+  push(SCENARIO_LABEL.download, `MiB/s (best of ${BULK_RUNS})`, per((t) => mibsOf(results, t, 'download')));
+  push(SCENARIO_LABEL.upload, `MiB/s (best of ${BULK_RUNS})`, per((t) => mibsOf(results, t, 'upload')));
+  push('proxy memory', 'idle RSS MiB', proxyOnly((t) => mib(results[t]?.idle_rss)));
+  push('proxy memory', 'peak RSS MiB', proxyOnly((t) => mib(results[t]?.peak_rss)));
+  push('proxy memory', 'RSS growth streaming MiB', proxyOnly((t) => mib(growth(results, t))));
+  push('proxy', 'processes', proxyOnly((t) => results[t]?.idle_processes ?? null), false);
+  push('all', 'errors', per((t) => Object.values(results[t]?.scenarios ?? {}).reduce((n, r) => n + (r?.loadgen.errors ?? 0), 0)), false);
   return out;
 }
 
-const fmt = (n: number | null): string => (n === null || Number.isNaN(n) ? '–' : n >= 100 ? String(Math.round(n)) : String(n));
-const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : Math.round((a / b) * 100) / 100);
+const RATIO_AGAINST = ['direct', 'node-proxy', 'reply-from', 'haproxy', 'nginx'] as const;
 
 function table(results: Results): string {
   const lines = [
-    '| scenario | metric | direct | mtls-proxy | node-proxy | mtls-proxy / direct | mtls-proxy / node-proxy |',
-    '|---|---|--:|--:|--:|--:|--:|',
+    `| scenario | metric | ${PEERS.join(' | ')} | ${RATIO_AGAINST.map((p) => `mtls / ${p}`).join(' | ')} |`,
+    `|---|---|${PEERS.map(() => '--:').join('|')}|${RATIO_AGAINST.map(() => '--:').join('|')}|`,
   ];
   for (const r of rows(results)) {
     const m = r.values['mtls-proxy'];
-    const ratioCell = (other: number | null): string => (r.metric === 'errors' ? '' : fmt(ratio(m, other)));
-    lines.push(`| ${r.scenario} | ${r.metric} | ${fmt(r.values.direct)} | ${fmt(m)} | ${fmt(r.values['node-proxy'])} | ${ratioCell(r.values.direct)} | ${ratioCell(r.values['node-proxy'])} |`);
+    const ratios = RATIO_AGAINST.map((p) => (r.ratios ? fmt(ratio(m, r.values[p])) : ''));
+    lines.push(`| ${r.scenario} | ${r.metric} | ${PEERS.map((p) => fmt(r.values[p])).join(' | ')} | ${ratios.join(' | ')} |`);
   }
   return lines.join('\n');
 }
 
-function cpuTable(results: Results): string {
+function cpuTable(results: Results, targets: Target[]): string {
   const lines = [
-    '| target | scenario | loadgen CPU % | origin CPU % | proxy CPU % | other CPU % | steal % | proxy peak RSS MiB |',
-    '|---|---|--:|--:|--:|--:|--:|--:|',
+    '| target | scenario | loadgen | loadgen CPU % | origin CPU % | proxy CPU % | proxy procs | per proxy CPU-s | upstream TLS conns opened (resumed) | other CPU % | steal % | proxy peak RSS MiB |',
+    '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
-  for (const t of TARGETS) {
-    for (const s of SCENARIOS) {
-      const r = results[t].scenarios[s];
+  for (const t of targets) {
+    for (const s of ALL_SCENARIOS) {
+      const r = scenarioOf(results, t.name, s);
       if (!r) continue;
-      const peak = r.proxy_peak_rss === null ? null : Math.round((r.proxy_peak_rss / 2 ** 20) * 10) / 10;
-      lines.push(`| ${t} | ${SCENARIO_LABEL[s]} | ${fmt(r.loadgen.loadgen_cpu_pct)} | ${fmt(r.origin_cpu_pct)} | ${fmt(r.proxy_cpu_pct)} | ${fmt(r.other_cpu_pct)} | ${fmt(r.steal_pct)} | ${fmt(peak)} |`);
+      const up = t.name === 'direct' ? '–' : `${r.origin.connections} (${r.origin.resumed})`;
+      lines.push(
+        `| ${t.name} | ${SCENARIO_LABEL[s]} | ${r.loadgen.tool} | ${fmt(r.loadgen.loadgen_cpu_pct)} | ${fmt(r.origin_cpu_pct)} | ${fmt(r.proxy_cpu_pct)} | ${fmt(r.proxy_processes)} | ${fmt(r.per_proxy_cpu_s)} | ${up} | ${fmt(r.other_cpu_pct)} | ${fmt(r.steal_pct)} | ${fmt(mib(r.proxy_peak_rss))} |`,
+      );
     }
   }
   return lines.join('\n');
 }
 
-interface Target {
-  name: string;
-  value: number | null;
-  threshold: number;
-  pass: boolean;
-}
-
-function targets(results: Results): Target[] {
-  const dl = (t: TargetName): number | null => results[t].scenarios.download?.loadgen.best_mib_per_s ?? null;
-  const rps = (t: TargetName): number | null => results[t].scenarios['small-50']?.loadgen.rps ?? null;
-  const streaming = ratio(dl('mtls-proxy'), dl('direct'));
-  const small = ratio(rps('mtls-proxy'), rps('node-proxy'));
-  return [
-    { name: 'streaming: 256 MiB download, mtls-proxy / direct MiB/s', value: streaming, threshold: 0.8, pass: streaming !== null && streaming >= 0.8 },
-    { name: 'small requests, 50 conns: mtls-proxy / node-proxy req/s', value: small, threshold: 1.5, pass: small !== null && small >= 1.5 },
-  ];
-}
-
-function sanity(results: Results): string[] {
-  const notes: string[] = [];
-  for (const t of TARGETS) {
-    for (const s of SCENARIOS) {
-      const lg = results[t].scenarios[s]?.loadgen;
-      if (!lg) continue;
-      if (lg.errors) notes.push(`${t} ${s}: ${lg.errors} error(s), e.g. ${lg.error_samples.slice(0, 3).join(' | ')}`);
-      const v = lg.mode === 'small' ? lg.rps : lg.best_mib_per_s;
-      if (!v) notes.push(`${t} ${s}: zero throughput`);
-      const direct = results.direct.scenarios[s]?.loadgen;
-      const d = direct ? (direct.mode === 'small' ? direct.rps : direct.best_mib_per_s) : undefined;
-      if (t !== 'direct' && v && d && v > d) notes.push(`${t} ${s}: faster than direct (${v} > ${d})`);
-      const other = results[t].scenarios[s]?.other_cpu_pct ?? 0;
-      if (other >= 10) notes.push(`${t} ${s}: other processes used ${other}% of a core during the run: numbers disturbed`);
-      const steal = results[t].scenarios[s]?.steal_pct ?? 0;
-      if (steal >= 5) notes.push(`${t} ${s}: hypervisor steal ${steal}% of a core during the run: numbers disturbed`);
-      if (lg.loadgen_cpu_pct >= 90) notes.push(`${t} ${s}: loadgen at ${lg.loadgen_cpu_pct}% of a core: it may be the bottleneck`);
+function tlsTable(results: Results, targets: Target[]): string {
+  const kinds = (m: Record<string, number>): string =>
+    Object.entries(m)
+      .map(([k, v]) => `${k} ×${v}`)
+      .join(', ') || '–';
+  const lines = ['| target | client → proxy: handshakes (resumed) | negotiated | proxy → origin: new connections (resumed) | negotiated |', '|---|--:|---|--:|---|'];
+  for (const t of targets) {
+    const sc = Object.values(results[t.name]?.scenarios ?? {}).filter((r): r is ScenarioResult => !!r);
+    if (!sc.length) continue;
+    const client: Record<string, number> = {};
+    let hs = 0;
+    let res = 0;
+    const up: Record<string, number> = {};
+    let upN = 0;
+    let upRes = 0;
+    for (const r of sc) {
+      hs += r.loadgen.handshakes ?? 0;
+      res += r.loadgen.resumed ?? 0;
+      for (const [k, v] of Object.entries(r.loadgen.tls ?? {})) client[k] = (client[k] ?? 0) + v;
+      upN += r.origin.connections;
+      upRes += r.origin.resumed;
+      for (const [k, v] of Object.entries(r.origin.tls)) up[k] = (up[k] ?? 0) + v;
     }
+    const clientCol = t.name === 'direct' ? `${upN} (${upRes})` : `${hs} (${res})`;
+    const clientKinds = t.name === 'direct' ? kinds(up) : kinds(client);
+    lines.push(`| ${t.name} | ${clientCol} | ${clientKinds} | ${t.name === 'direct' ? '–' : `${upN} (${upRes})`} | ${t.name === 'direct' ? '–' : kinds(up)} |`);
   }
+  return lines.join('\n');
+}
+
+interface Check {
+  name: string;
+  value: string;
+  target: string;
+  /** null: not measured (a peer missing, or the option not given). */
+  pass: boolean | null;
+  detail?: string;
+}
+
+function checks(results: Results): Check[] {
+  const out: Check[] = [];
+  const have = (t: TargetName): boolean => !!results[t] && !results[t].skipped;
+  const ratioCheck = (name: string, a: number | null, b: number | null, min: number, detail?: string): void => {
+    const r = ratio(a, b);
+    out.push({ name, value: fmt(r), target: `>= ${min}`, pass: r === null ? null : r >= min, ...(detail ? { detail } : {}) });
+  };
+  const cpuDetail = (s: ScenarioName, peer: TargetName): string => `per proxy CPU-second: ${fmt(perCpuOf(results, 'mtls-proxy', s))} vs ${fmt(perCpuOf(results, peer, s))} = ${fmt(ratio(perCpuOf(results, 'mtls-proxy', s), perCpuOf(results, peer, s)))}`;
+  ratioCheck(`small GET, ${CONNS} conns: mtls-proxy / reply-from req/s`, rpsOf(results, 'mtls-proxy', 'small-50'), have('reply-from') ? rpsOf(results, 'reply-from', 'small-50') : null, 2, cpuDetail('small-50', 'reply-from'));
+  ratioCheck(`small GET, ${CONNS} conns: mtls-proxy / haproxy req/s`, rpsOf(results, 'mtls-proxy', 'small-50'), have('haproxy') ? rpsOf(results, 'haproxy', 'small-50') : null, 0.5, cpuDetail('small-50', 'haproxy'));
+  const am = addedP50(results, 'mtls-proxy');
+  const ah = have('haproxy') ? addedP50(results, 'haproxy') : null;
+  out.push({ name: 'small GET, 1 conn: added p50 latency, mtls-proxy vs haproxy (µs)', value: fmt(am), target: `<= ${fmt(ah)}`, pass: am === null || ah === null ? null : am <= ah });
+  ratioCheck('256 MiB download: mtls-proxy / direct MiB/s', mibsOf(results, 'mtls-proxy', 'download'), mibsOf(results, 'direct', 'download'), 0.95);
+  ratioCheck('256 MiB upload: mtls-proxy / direct MiB/s', mibsOf(results, 'mtls-proxy', 'upload'), mibsOf(results, 'direct', 'upload'), 0.95);
+  const g = mib(growth(results, 'mtls-proxy'));
+  out.push({ name: 'mtls-proxy RSS growth while streaming 256 MiB (MiB)', value: fmt(g), target: '<= 16', pass: g === null ? null : g <= 16 });
+  const idle = mib(results['mtls-proxy']?.idle_rss);
+  out.push({ name: 'mtls-proxy idle RSS (MiB)', value: fmt(idle), target: '<= 60', pass: idle === null ? null : idle <= 60 });
+  ratioCheck(`Connection: close: mtls-proxy / haproxy new TLS conns/s`, rpsOf(results, 'mtls-proxy', 'close'), have('haproxy') ? rpsOf(results, 'haproxy', 'close') : null, 1, cpuDetail('close', 'haproxy'));
+  if (WORKERS) {
+    const w = `mtls-proxy-w${WORKERS}`;
+    const procs = scenarioOf(results, w, 'small-50')?.proxy_processes ?? null;
+    const r = ratio(perCpuOf(results, w, 'small-50'), perCpuOf(results, 'mtls-proxy', 'small-50'));
+    const running = procs !== null && procs > 1;
+    out.push({
+      name: `workers: req per proxy CPU-second, ${WORKERS} workers / 1 worker (small GET, ${CONNS} conns)`,
+      value: fmt(r),
+      target: '>= 0.9',
+      pass: r === null || !running ? null : r >= 0.9,
+      detail: results[w]?.skipped ? `mtls-proxy with workers = ${WORKERS}: ${oneLine(results[w].skipped)}` : `${fmt(procs)} process(es) in its tree${running ? '' : `: server.workers = ${WORKERS} was accepted but only one process served (not implemented yet?)`}`,
+    });
+  } else {
+    out.push({ name: 'workers: req per proxy CPU-second at 2 workers / 1 worker', value: '–', target: '>= 0.9', pass: null, detail: 'not measured: run with --workers 2' });
+  }
+  return out;
+}
+
+const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, ' ').slice(0, 400);
+
+const checkLine = (c: Check): string => `- ${c.pass === null ? 'n/a ' : c.pass ? 'PASS' : 'FAIL'} ${c.name}: ${c.value} (target ${c.target})${c.detail ? `; ${c.detail}` : ''}`;
+
+function sanity(results: Results, targets: Target[], originErr: string): string[] {
+  const notes: string[] = [...setupNotes];
+  const upstreamKinds = new Set<string>();
+  for (const t of targets) {
+    const res = results[t.name];
+    if (!res) continue;
+    if (res.skipped) {
+      notes.push(`${t.name}: not measured: ${oneLine(res.skipped)}`);
+      continue;
+    }
+    for (const f of res.failures ?? []) notes.push(`${t.name}: FAILED ${oneLine(f)}`);
+    for (const s of t.scenarios) {
+      const r = res.scenarios[s];
+      if (!r) continue;
+      const lg = r.loadgen;
+      if (lg.errors) notes.push(`${t.name} ${s}: ${lg.errors} error(s), e.g. ${lg.error_samples.slice(0, 3).join(' | ')}`);
+      const v = lg.mode === 'small' ? lg.rps : lg.best_mib_per_s;
+      if (!v) notes.push(`${t.name} ${s}: zero throughput`);
+      const d = scenarioOf(results, 'direct', s)?.loadgen;
+      const dv = d ? (d.mode === 'small' ? d.rps : d.best_mib_per_s) : undefined;
+      // Direct is no ceiling for Connection: close: there the Node origin does the handshakes, on
+      // core 1 next to the loadgen (bench/README.md).
+      if (t.name !== 'direct' && s !== 'close' && v && dv && v > dv) notes.push(`${t.name} ${s}: faster than direct (${v} > ${dv})`);
+      if (r.other_cpu_pct >= 10) {
+        const top = r.other_top.map((o) => `${o.comm} (pid ${o.pid}) ${o.pct}%`).join(', ');
+        notes.push(`${t.name} ${s}: other processes used ${r.other_cpu_pct}% of a core during the run (${top}): numbers disturbed`);
+      }
+      if (r.steal_pct >= 5) notes.push(`${t.name} ${s}: hypervisor steal ${r.steal_pct}% of a core during the run: numbers disturbed`);
+      if (lg.loadgen_cpu_pct >= 90) notes.push(`${t.name} ${s}: the loadgen used ${lg.loadgen_cpu_pct}% of a core: it may be the bottleneck`);
+      const core1 = lg.loadgen_cpu_pct + r.origin_cpu_pct;
+      if (r.proxy_cpu_pct !== null && core1 >= 90 && r.proxy_cpu_pct < 85 && !t.name.startsWith('mtls-proxy-w')) {
+        notes.push(`${t.name} ${s}: core 1 was the limit (loadgen ${lg.loadgen_cpu_pct}% + origin ${r.origin_cpu_pct}%) with the proxy at ${r.proxy_cpu_pct}%: this throughput understates the proxy; compare per proxy CPU-second`);
+      } else if (s !== 'small-1' && r.proxy_cpu_pct !== null && core1 < 85 && r.proxy_cpu_pct < 85 && !t.name.startsWith('mtls-proxy-w')) {
+        notes.push(`${t.name} ${s}: neither core was busy (proxy ${r.proxy_cpu_pct}%, loadgen + origin ${round1(core1)}%): the run was bound by wake-up latency between the cores, not by CPU; compare per proxy CPU-second`);
+      }
+      const runs = lg.mib_per_s ?? [];
+      if (runs.length > 1 && Math.max(...runs) > 2 * Math.min(...runs)) notes.push(`${t.name} ${s}: the timed transfers differ by more than 2x (${runs.join(', ')} MiB/s): a stall or a disturbance; the best is reported`);
+      if (t.name !== 'direct' && r.origin.tls_errors) notes.push(`${t.name} ${s}: ${r.origin.tls_errors} TLS handshake(s) from the proxy to the origin failed (aborted or rejected; warm-up included)`);
+      if (r.origin.bad_requests) notes.push(`${t.name} ${s}: the origin answered ${r.origin.bad_requests} bad request(s) with 400 (see its stderr)`);
+      if (lg.mode === 'small' && (lg.resumed ?? 0) > 0) notes.push(`${t.name} ${s}: the client resumed ${lg.resumed} of ${lg.handshakes} TLS sessions`);
+      if (t.name !== 'direct') {
+        for (const k of Object.keys(r.origin.tls)) upstreamKinds.add(k);
+        const reqs = lg.mode === 'small' ? (lg.requests ?? 0) : 0;
+        if (s !== 'close' && reqs && r.origin.connections > 2 * CONNS + 10) notes.push(`${t.name} ${s}: opened ${r.origin.connections} upstream TLS connections for ~${reqs} requests: upstream connections are not reused`);
+        if (s === 'close' && reqs && r.origin.connections > reqs / 10) notes.push(`${t.name} close: opened ${r.origin.connections} upstream TLS connections for ~${reqs} requests: a new upstream connection per client connection`);
+      }
+    }
+    if (res.proxy_log_tail) notes.push(`${t.name} wrote to its log (last line): ${res.proxy_log_tail.trim().split('\n').at(-1)?.slice(0, 300)}`);
+  }
+  if (upstreamKinds.size > 1) notes.push(`the proxies negotiated different TLS versions/ciphers toward the origin: ${[...upstreamKinds].join(', ')}`);
+  if (originErr.trim()) notes.push(`the origin wrote to stderr: ${originErr.trim().split('\n').slice(-3).join(' | ').slice(0, 500)}`);
   return notes;
 }
 
@@ -517,9 +1070,31 @@ function gitCommit(): string {
   return `${r.stdout.trim()}${dirty ? ' (+ uncommitted changes in src/ or bin/)' : ''}`;
 }
 
+function versions(): Record<string, string> {
+  const first = (cmd: string, args: string[]): string => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
+  };
+  const v: Record<string, string> = { node: process.version, node_openssl: process.versions.openssl ?? '' };
+  if (has('haproxy')) v.haproxy = first('haproxy', ['-v']);
+  if (has('nginx')) v.nginx = first('nginx', ['-v']);
+  if (has('wrk')) v.wrk = first('wrk', ['-v']);
+  if (has('openssl')) v.system_openssl = first('openssl', ['version']);
+  const req = createRequire(join(BENCH, 'peers', 'reply-from.ts'));
+  for (const p of ['fastify', '@fastify/reply-from']) {
+    try {
+      v[p] = (JSON.parse(readFileSync(req.resolve(`${p}/package.json`), 'utf8')) as { version: string }).version;
+    } catch {
+      // not installed
+    }
+  }
+  return v;
+}
+
 // ---- main --------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  if (opts['with-native']) installNative();
   const dir = mkdtempSync(join(tmpdir(), 'mtls-bench-'));
   tempDir = dir;
   const started = Date.now();
@@ -536,47 +1111,68 @@ async function main(): Promise<void> {
       'proxy-key.pem': pki.proxy.key,
     };
     for (const [name, pem] of Object.entries(files)) writeFileSync(join(dir, name), pem, { mode: 0o600 });
+    haproxyPems(dir, files);
+    writeFileSync(join(dir, 'wrk.lua'), WRK_LUA);
+    const shim = buildWrkShim(dir);
+    const targets = targetsToRun();
+    const tool = shim ? 'wrk (+ bench/tools/wrk-client-cert.c)' : 'bench/loadgen.ts';
 
-    process.stderr.write(`bench: ${SECONDS} s per small-request scenario (+${WARMUP_SECONDS} s warm-up), ${BULK_RUNS} x 256 MiB per bulk scenario (+1 warm-up transfer)${HAS_TASKSET ? '' : ' (taskset missing: NOT pinned)'}\n`);
-    const origin = start('origin', ORIGIN_CPU, [join(BENCH, 'origin.ts'), '--dir', dir]);
+    process.stderr.write(
+      `bench: ${SECONDS} s per small-request scenario (+${WARMUP_SECONDS} s warm-up) with ${tool}, ${BULK_RUNS} x 256 MiB per bulk scenario (+1 warm-up transfer) with bench/loadgen.ts${HAS_TASKSET ? '' : ' (taskset missing: NOT pinned)'}\n`,
+    );
+    const origin = startNode('origin', ORIGIN_CPU, [join(BENCH, 'origin.ts'), '--dir', dir]);
     try {
       const originPort = Number((await waitFor(origin, /\{"listening":(\d+)\}/))[1]);
-      const results: Results = await benchAll(dir, origin, originPort);
+      const results = await benchAll(dir, shim, origin, originPort, targets);
 
       const summary = table(results);
-      const cpu = cpuTable(results);
-      const checks = targets(results);
-      const notes = sanity(results);
-      const checkLines = checks.map((c) => `- ${c.pass ? 'PASS' : 'FAIL'} ${c.name}: ${fmt(c.value)} (target >= ${c.threshold})`);
-      const env = `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, commit ${gitCommit()}, ${new Date().toISOString()}`;
+      const cpu = cpuTable(results, targets);
+      const tls = tlsTable(results, targets);
+      const checkList = checks(results);
+      const notes = sanity(results, targets, origin.err);
+      const checkLines = checkList.map(checkLine);
+      const vers = versions();
+      const env = `Node ${process.version}, ${NCPU} x ${cpus()[0]?.model ?? 'unknown CPU'}, commit ${gitCommit()}, ${new Date().toISOString()}`;
+      const workersSection = WORKERS ? workersTable(results) : '';
       const md = [
         '# mtls-proxy bench: latest run',
         '',
         env,
         '',
-        `Command: \`npm run bench\` (BENCH_SECONDS=${SECONDS}, BENCH_BULK_RUNS=${BULK_RUNS}). Proxies on core 0 (one measured, the other idle); origin and loadgen share core 1; each scenario runs direct, mtls-proxy, node-proxy back to back${HAS_TASKSET ? '' : ' (taskset missing: not pinned)'}.`,
-        'mtls-proxy ran with `--max-semi-space-size=1` (as its bin does), log level warn, no request log, no admin listener;',
-        'node-proxy with default Node flags. MiB/s = 2^20 bytes/s. Ratios < 1 on latency/memory rows mean mtls-proxy is lower (better).',
+        `Command: \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` (BENCH_SECONDS=${SECONDS}, BENCH_BULK_RUNS=${BULK_RUNS}). ${Object.entries(vers)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('; ')}.`,
+        '',
+        `Every proxy on core 0 (the one measured; the others idle), origin and load generator on core 1${HAS_TASKSET ? '' : ' (taskset missing: not pinned)'}; each scenario runs every target back to back.`,
+        `Small requests and Connection: close: ${tool}; 256 MiB transfers: bench/loadgen.ts. mtls-proxy: \`--max-semi-space-size=1\`, log level warn, no request log, no admin listener.`,
+        'MiB/s = 2^20 bytes/s. Ratios < 1 on latency and memory rows mean mtls-proxy is lower (better). Memory and CPU of multi-process proxies (nginx: master + worker) are summed over their processes.',
         '',
         summary,
         '',
-        '## Targets (issue 2)',
+        '## Targets (issue 5)',
         '',
         ...checkLines,
         '',
+        ...(workersSection ? ['## Workers', '', workersSection, ''] : []),
         '## Where the CPU went',
         '',
-        'CPU time over the loadgen\'s measured window (after warm-up), in % of one core: origin and proxy from /proc/<pid>/stat (utime+stime, sampled when the',
-        'loadgen marks the window on its stderr), the loadgen from its own process.cpuUsage(). Core 1 runs origin + loadgen, so their sum near 100% means core 1 was the limit.',
-        '"other": CPU time of every other process (and kernel thread) in /proc over the window (short-lived ones are missed): load from anything else, e.g. someone\'s test run.',
-        '"steal": time the hypervisor ran something else while this VM wanted the CPU (/proc/stat), both cores together.',
-        'Per-scenario proxy peak RSS: VmHWM after resetting it (clear_refs 5) before the scenario, warm-up included.',
+        "CPU time over the measured window, in % of one core: origin and proxy (all its processes) from /proc/<pid>/stat (utime+stime); the loadgen's own: wrk's getrusage at exit (the shim), bench/loadgen.ts's process.cpuUsage().",
+        'Core 1 runs origin + loadgen, so their sum near 100% means core 1 was the limit. "per proxy CPU-s": requests (or new connections) per second of proxy CPU time.',
+        '"upstream TLS conns opened": new TLS connections the origin accepted from the proxy during the scenario, warm-up included (resumed sessions in brackets).',
+        '"other": CPU time of every other process (idle peers included) and kernel thread in /proc over the window; "steal": hypervisor steal time (/proc/stat), both cores together.',
+        'Per-scenario proxy peak RSS: VmHWM summed over its processes after resetting it (clear_refs 5) before the scenario, warm-up included.',
         '',
         cpu,
         '',
+        '## TLS on each leg',
+        '',
+        'Client leg: what the load generator negotiated (wrk through the shim; bench/loadgen.ts counts handshakes only). Origin leg: what the origin accepted from each proxy over the whole bench.',
+        '',
+        tls,
+        '',
         '## Notes',
         '',
-        ...(notes.length ? notes.map((n) => `- ${n}`) : ['- none: all runs error-free, every proxied number at or below direct, loadgen below 90% of a core, other load below 10% and steal below 5% of a core']),
+        ...(notes.length ? notes.map((n) => `- ${n}`) : ['- none']),
         '',
       ].join('\n');
 
@@ -584,22 +1180,26 @@ async function main(): Promise<void> {
       mkdirSync(outDir, { recursive: true });
       const json = {
         env,
-        node: process.version,
-        cpus: cpus().length,
+        versions: vers,
+        argv: process.argv.slice(2),
+        cpus: NCPU,
         seconds: SECONDS,
         warmup_seconds: WARMUP_SECONDS,
+        connections: CONNS,
         bulk_bytes: BULK_BYTES,
         bulk_runs: BULK_RUNS,
+        workers: WORKERS || null,
+        small_request_loadgen: shim ? 'wrk' : 'node',
         pinned: HAS_TASKSET,
         loadavg_before: loadBefore,
         wall_s: Math.round((Date.now() - started) / 100) / 10,
         results,
-        targets: checks,
+        targets: checkList,
         notes,
       };
       writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
       writeFileSync(join(outDir, 'latest.md'), md);
-      process.stdout.write(`\n${summary}\n\n${checkLines.join('\n')}\n\n${cpu}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
+      process.stdout.write(`\n${summary}\n\n${checkLines.join('\n')}\n\n${workersSection ? `${workersSection}\n\n` : ''}${cpu}\n\n${tls}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
       process.stderr.write(`\nwrote bench/results/latest.json and latest.md (${json.wall_s} s)\n`);
     } finally {
       await stop(origin);
@@ -608,6 +1208,22 @@ async function main(): Promise<void> {
     for (const p of [...running]) await stop(p);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function workersTable(results: Results): string {
+  const w = `mtls-proxy-w${WORKERS}`;
+  const lines = [`| scenario | metric | mtls-proxy (1 worker, core ${PROXY_CPU}) | mtls-proxy (${WORKERS} workers, cores ${workerCpus(WORKERS)}) | ratio |`, '|---|---|--:|--:|--:|'];
+  if (results[w]?.skipped) return `mtls-proxy with \`[server] workers = ${WORKERS}\` did not run: ${oneLine(results[w].skipped)}`;
+  for (const s of WORKER_SCENARIOS) {
+    const a = scenarioOf(results, 'mtls-proxy', s);
+    const b = scenarioOf(results, w, s);
+    const unit = s === 'close' ? 'conns' : 'req';
+    lines.push(`| ${SCENARIO_LABEL[s]} | ${unit}/s | ${fmt(a?.loadgen.rps)} | ${fmt(b?.loadgen.rps)} | ${fmt(ratio(b?.loadgen.rps, a?.loadgen.rps))} |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | proxy CPU % (all processes) | ${fmt(a?.proxy_cpu_pct)} | ${fmt(b?.proxy_cpu_pct)} | |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | proxy processes | ${fmt(a?.proxy_processes)} | ${fmt(b?.proxy_processes)} | |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | ${unit} per proxy CPU-second | ${fmt(a?.per_proxy_cpu_s)} | ${fmt(b?.per_proxy_cpu_s)} | ${fmt(ratio(b?.per_proxy_cpu_s, a?.per_proxy_cpu_s))} |`);
+  }
+  return lines.join('\n');
 }
 
 await main();

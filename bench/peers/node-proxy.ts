@@ -55,6 +55,12 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       headers: strip(req.headers),
     },
     (ures) => {
+      // The client may have gone away meanwhile (wrk drops its connections mid-request when its
+      // time is up): pipeline() throws on a destroyed destination.
+      if (res.destroyed) {
+        ures.destroy();
+        return;
+      }
       res.writeHead(ures.statusCode ?? 502, strip(ures.headers));
       pipeline(ures, res, (err) => {
         if (err) res.destroy();
