@@ -16,7 +16,7 @@ trap 'kill $OPID ${PPID2:-} 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q listening "$DIR/origin.out" 2>/dev/null && break; sleep 0.1; done
 OPORT=$(grep -o '"listening":[0-9]*' "$DIR/origin.out" | cut -d: -f2)
 if [ "${DIRECT:-0}" = 1 ]; then
-  taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$OPORT" --mode "$MODE" --runs "$RUNS" | grep -o '"runs":\[[^]]*\]'
+  taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$OPORT" --mode "$MODE" --runs "$RUNS" 2>/dev/null | grep -o "\"mib_per_s\":\[[^]]*\]"
   exit 0
 fi
 {
@@ -34,6 +34,6 @@ taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$PORT" --mode "$MODE" --ru
 T1=$(awk '{print $14+$15}' /proc/$PPID2/stat)
 G1=$(grep -c 'Mark-Compact' "$DIR/proxy.out" || true); S1=$(grep -c 'Scavenge' "$DIR/proxy.out" || true)
 TCK=$(getconf CLK_TCK)
-echo "$(grep -o '"runs":\[[^]]*\]' "$DIR/lg.out") proxy_cpu_ms_per_256MiB=$(( (T1-T0)*1000/TCK/RUNS )) mark_compacts=$((G1-G0)) scavenges=$((S1-S0))"
+echo "$(grep -o "\"mib_per_s\":\[[^]]*\]" "$DIR/lg.out") proxy_cpu_ms_per_256MiB=$(( (T1-T0)*1000/TCK/RUNS )) mark_compacts=$((G1-G0)) scavenges=$((S1-S0))"
 kill -INT "$PPID2"
 for _ in $(seq 300); do kill -0 "$PPID2" 2>/dev/null || break; sleep 0.1; done
