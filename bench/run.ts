@@ -7,7 +7,7 @@
 // Layout on a 2-core machine: every proxy on core 0 (taskset; all of them run for the whole
 // bench, the ones not under test sit idle), the origin and the load generator on core 1. Each
 // scenario runs against every target back to back. Writes bench/results/latest.{json,md}.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
@@ -451,7 +451,9 @@ async function startMtlsProxy(dir: string, originPort: number, name: string, wor
   // At log level warn the "listening" line (info) is not written: pick the port here.
   const port = await freePort();
   const cfg = mtlsProxyConfig(dir, name, port, originPort, workers);
-  const proxy = startNode(name, cpu, ['--max-semi-space-size=1', join(ROOT, 'bin', 'mtls-proxy.js'), 'start', '-c', cfg]);
+  // From dist/, as the published package runs (built once in main()): Node's type stripping of
+  // the sources would add ~27 MiB to every RSS figure.
+  const proxy = start(name, cpu, NODE, ['--max-semi-space-size=1', join(ROOT, 'bin', 'mtls-proxy.js'), 'start', '-c', cfg], { ...process.env, MTLS_PROXY_DIST: '1' });
   await waitListening(proxy, port);
   return { port, proxy };
 }
@@ -1095,6 +1097,8 @@ function versions(): Record<string, string> {
 
 async function main(): Promise<void> {
   if (opts['with-native']) installNative();
+  process.stderr.write('building dist/ (npm run build) ...\n');
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   const dir = mkdtempSync(join(tmpdir(), 'mtls-bench-'));
   tempDir = dir;
   const started = Date.now();
@@ -1144,7 +1148,7 @@ async function main(): Promise<void> {
           .join('; ')}.`,
         '',
         `Every proxy on core 0 (the one measured; the others idle), origin and load generator on core 1${HAS_TASKSET ? '' : ' (taskset missing: not pinned)'}; each scenario runs every target back to back.`,
-        `Small requests and Connection: close: ${tool}; 256 MiB transfers: bench/loadgen.ts. mtls-proxy: \`--max-semi-space-size=1\`, log level warn, no request log, no admin listener.`,
+        `Small requests and Connection: close: ${tool}; 256 MiB transfers: bench/loadgen.ts. mtls-proxy: from dist/, \`--max-semi-space-size=1\`, log level warn, no request log, no admin listener.`,
         'MiB/s = 2^20 bytes/s. Ratios < 1 on latency and memory rows mean mtls-proxy is lower (better). Memory and CPU of multi-process proxies (nginx: master + worker) are summed over their processes.',
         '',
         summary,

@@ -17,6 +17,13 @@ if (major < 24) {
 const { existsSync } = await import('node:fs');
 const here = new URL('..', import.meta.url);
 // A checkout runs the TypeScript sources directly; a built package runs dist/.
-const entry = existsSync(new URL('src/cli.ts', here)) ? new URL('src/cli.ts', here) : new URL('dist/cli.js', here);
+// MTLS_PROXY_DIST=1 runs dist/ in a checkout too (after `npm run build`), as the bench does:
+// Node's type stripping costs ~27 MiB of RSS that a published package never pays.
+const useDist = process.env.MTLS_PROXY_DIST === '1' || !existsSync(new URL('src/cli.ts', here));
+const entry = new URL(useDist ? 'dist/cli.js' : 'src/cli.ts', here);
+if (useDist && !existsSync(entry)) {
+  process.stderr.write('mtls-proxy: dist/cli.js is missing; run `npm run build` first.\n');
+  process.exit(1);
+}
 const { main } = await import(entry.href);
 await main(process.argv);

@@ -54,3 +54,18 @@ test('start without a config file exits 1 with one line', async (t) => {
   assert.equal(result.code, 1);
   assert.equal(result.stderr, `error: cannot read config file ${join(pki.dir, 'mtls-proxy.toml')}: no such file\n`);
 });
+
+test('MTLS_PROXY_DIST=1 without a built dist/ exits 1 saying to build first', async (t) => {
+  const { mkdtempSync, mkdirSync, copyFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { spawnSync } = await import('node:child_process');
+  const root = mkdtempSync(join(tmpdir(), 'mtls-bin-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'bin'));
+  mkdirSync(join(root, 'src'));
+  copyFileSync(new URL('../bin/mtls-proxy.js', import.meta.url), join(root, 'bin', 'mtls-proxy.js'));
+  writeFileSync(join(root, 'src', 'cli.ts'), 'throw new Error("the sources must not be loaded");\n');
+  const run = spawnSync(process.execPath, [join(root, 'bin', 'mtls-proxy.js'), '--version'], { env: { ...process.env, MTLS_PROXY_DIST: '1' }, encoding: 'utf8' });
+  assert.equal(run.status, 1);
+  assert.equal(run.stderr, 'mtls-proxy: dist/cli.js is missing; run `npm run build` first.\n');
+});
