@@ -278,7 +278,7 @@ export class ProxyServer implements ProxyView, ProxyEvents {
     // the admin listener stays up through draining (/readyz says 503), then goes
     if (this.#admin) await this.#admin.close();
     this.#metrics?.close();
-    this.#requestLog?.close();
+    await this.#requestLog?.close();
     await Promise.all([...this.#clusters.values()].map((c) => c.close()));
   }
 

@@ -40,9 +40,9 @@ class RecordsLog implements RequestLogLike {
   constructor(records: RequestRecord[]) {
     this.#records = records;
   }
-  query(f: RequestLogFilter): RequestLogRow[] {
+  query(f: RequestLogFilter): Promise<RequestLogRow[]> {
     this.filters.push(f);
-    return this.#records
+    return Promise.resolve(this.#records
       .filter((r) => (typeof f.status === 'number' ? r.status === f.status : f.status === undefined || Math.floor(r.status / 100) === f.status.class))
       .filter((r) => (f.since === undefined || r.ts >= f.since) && (f.upstream === undefined || r.upstream === f.upstream))
       .filter((r) => (f.listener === undefined || r.listener === f.listener) && (f.clientSubject === undefined || r.clientSubject === f.clientSubject))
@@ -52,7 +52,7 @@ class RecordsLog implements RequestLogLike {
         id: r.id, ts: r.ts, listener: r.listener, client_addr: r.clientAddr, client_subject: r.clientSubject, client_sha256: r.clientSha256,
         method: r.method, host: r.host, path: r.path, status: r.status, upstream: r.upstream, endpoint: r.endpoint,
         bytes_in: r.bytesIn, bytes_out: r.bytesOut, duration_ms: r.durationMs, error: r.error, internal_rowid: 7,
-      }));
+      })));
   }
 }
 

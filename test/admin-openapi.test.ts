@@ -275,7 +275,7 @@ test('every documented path, method and status answers as documented; every serv
   const adminConfig = { address: { host: '127.0.0.1', port: 0 }, username: 'admin', passwordHash: HASH };
   const config: Config = { ...proxy.server.config, admin: adminConfig, requestLog: { path: join(dir, 'requests.db'), retentionMs: 86_400_000, maxRows: 10 } };
   const requestLog: RequestLogLike = {
-    query: (f) => proxy.records.slice(-f.limit).reverse().map((r): RequestLogRow => ({
+    query: async (f) => proxy.records.slice(-f.limit).reverse().map((r): RequestLogRow => ({
       id: r.id, ts: r.ts, listener: r.listener, client_addr: r.clientAddr, client_subject: r.clientSubject, client_sha256: r.clientSha256,
       method: r.method, host: r.host, path: r.path, status: r.status, upstream: r.upstream, endpoint: r.endpoint,
       bytes_in: r.bytesIn, bytes_out: r.bytesOut, duration_ms: r.durationMs, error: r.error,

@@ -63,10 +63,10 @@ test('rows are written in batches, on size and on the timer, and survive close a
   events.emit(record());
   await nextTurn();
   assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 4 }, 'a full batch is written on the next turn');
-  assert.equal(log.query({ limit: 100 }).length, 4);
+  assert.equal((await log.query({ limit: 100 })).length, 4);
   events.emit(record({ id: 'last' }));
-  log.close();
-  log.close(); // idempotent
+  await log.close();
+  await log.close(); // idempotent
 
   const timed = RequestLog.open(cfg, silentLogger, { batchSize: 1000, flushIntervalMs: 10 });
   timed.attach(events);
@@ -74,13 +74,13 @@ test('rows are written in batches, on size and on the timer, and survive close a
   events.emit(record({ id: 'after-restart' }));
   await sleep(50);
   assert.equal(timed.stats.written, 1, 'the timer flushes a partial batch');
-  const rows = timed.query({ limit: 100 });
+  const rows = await timed.query({ limit: 100 });
   assert.equal(rows.length, 6, 'rows from before the restart are still there');
   assert.ok(rows.some((r) => r.id === 'last'), 'close() wrote what was queued');
-  timed.close();
+  await timed.close();
 });
 
-test('query: newest first, limit, and every filter', () => {
+test('query: newest first, limit, and every filter', async () => {
   const log = RequestLog.open(config(), silentLogger);
   const events = new FakeEvents();
   log.attach(events);
@@ -95,33 +95,33 @@ test('query: newest first, limit, and every filter', () => {
   // Written out of start order, as requests finish: the order is by ts, not by insertion.
   for (const r of [rows[1], rows[0], rows[4], rows[2], rows[3]]) events.emit(record(r));
   log.flush();
-  const ids = (f: Parameters<RequestLog['query']>[0]): string[] => log.query(f).map((r) => r.id);
+  const ids = async (f: Parameters<RequestLog['query']>[0]): Promise<string[]> => (await log.query(f)).map((r) => r.id);
 
-  assert.deepEqual(ids({ limit: 10 }), ['e', 'd', 'c', 'b', 'a']);
-  assert.deepEqual(ids({ limit: 2 }), ['e', 'd']);
-  assert.deepEqual(ids({ limit: 10, status: 200 }), ['e', 'a']);
-  assert.deepEqual(ids({ limit: 10, status: { class: 5 } }), ['d', 'c']);
-  assert.deepEqual(ids({ limit: 10, status: { class: 4 } }), ['b']);
-  assert.deepEqual(ids({ limit: 10, since: t0 + 3 }), ['e', 'd', 'c']);
-  assert.deepEqual(ids({ limit: 10, upstream: 'api' }), ['e', 'c']);
-  assert.deepEqual(ids({ limit: 10, listener: 'internal' }), ['e', 'd']);
-  assert.deepEqual(ids({ limit: 10, clientSubject: 'CN=orders' }), ['c', 'a']);
-  assert.deepEqual(ids({ limit: 10, clientSubject: 'CN=billing', status: 200, since: t0 }), ['e']);
-  assert.deepEqual(ids({ limit: 10, upstream: "x' OR '1'='1" }), [], 'values are bound, never spliced into SQL');
+  assert.deepEqual(await ids({ limit: 10 }), ['e', 'd', 'c', 'b', 'a']);
+  assert.deepEqual(await ids({ limit: 2 }), ['e', 'd']);
+  assert.deepEqual(await ids({ limit: 10, status: 200 }), ['e', 'a']);
+  assert.deepEqual(await ids({ limit: 10, status: { class: 5 } }), ['d', 'c']);
+  assert.deepEqual(await ids({ limit: 10, status: { class: 4 } }), ['b']);
+  assert.deepEqual(await ids({ limit: 10, since: t0 + 3 }), ['e', 'd', 'c']);
+  assert.deepEqual(await ids({ limit: 10, upstream: 'api' }), ['e', 'c']);
+  assert.deepEqual(await ids({ limit: 10, listener: 'internal' }), ['e', 'd']);
+  assert.deepEqual(await ids({ limit: 10, clientSubject: 'CN=orders' }), ['c', 'a']);
+  assert.deepEqual(await ids({ limit: 10, clientSubject: 'CN=billing', status: 200, since: t0 }), ['e']);
+  assert.deepEqual(await ids({ limit: 10, upstream: "x' OR '1'='1" }), [], 'values are bound, never spliced into SQL');
 
-  const d = log.query({ limit: 1, listener: 'internal', status: 503 })[0]!;
+  const d = (await log.query({ limit: 1, listener: 'internal', status: 503 }))[0]!;
   assert.deepEqual(d, {
     id: 'd', ts: t0 + 4, listener: 'internal', client_addr: '127.0.0.1:50000', client_subject: null, client_sha256: 'ab'.repeat(32),
     method: 'GET', host: 'localhost', path: '/x', status: 503, upstream: null, endpoint: '127.0.0.1:9000',
     bytes_in: 100, bytes_out: 200, duration_ms: 1.5, error: 'MTLS_ERR_NO_HEALTHY_ENDPOINT',
   });
   assert.equal(requestRowToJson(d).ts, new Date(t0 + 4).toISOString());
-  assert.throws(() => log.query({ limit: 0 }), RangeError);
-  assert.throws(() => log.query({ limit: 5, status: { class: 9 } }), RangeError);
-  log.close();
+  await assert.rejects(log.query({ limit: 0 }), RangeError);
+  await assert.rejects(log.query({ limit: 5, status: { class: 9 } }), RangeError);
+  await log.close();
 });
 
-test('batches of any size are written whole, field for field (16-row INSERTs plus a remainder)', () => {
+test('batches of any size are written whole, field for field (16-row INSERTs plus a remainder)', async () => {
   const log = RequestLog.open(config(), silentLogger);
   const events = new FakeEvents();
   log.attach(events);
@@ -133,32 +133,33 @@ test('batches of any size are written whole, field for field (16-row INSERTs plu
     }
     log.flush();
   }
-  const rows = log.query({ limit: 1000 });
+  const rows = await log.query({ limit: 1000 });
   assert.equal(rows.length, n);
   for (const r of rows) {
     const k = Number(r.id.slice(4));
     assert.deepEqual([r.ts, r.status, r.bytes_in, r.bytes_out, r.duration_ms, r.client_subject, r.upstream, r.error],
       [1_700_000_000_000 + k, 200 + (k % 300), k, 2 * k, k / 8, k % 2 === 0 ? `CN=c${k}` : null, k % 3 === 0 ? null : `u${k}`, k % 5 === 0 ? `E${k}` : null], r.id);
   }
-  log.close();
+  await log.close();
 });
 
-test('query plans: newest first from an index, never a sort; error filters use the partial index', () => {
+test('query plans: newest first from an index, never a sort; error filters use the partial index', async () => {
   const log = RequestLog.open(config(), silentLogger);
-  const plan = (f: Parameters<RequestLog['query']>[0]): string => log.queryPlan(f).join(' | ');
+  const plan = async (f: Parameters<RequestLog['query']>[0]): Promise<string> => (await log.queryPlan(f)).join(' | ');
   for (const f of [{ limit: 5 }, { limit: 5, since: 1 }, { limit: 5, status: 200 }, { limit: 5, status: { class: 2 } }, { limit: 5, upstream: 'u' },
     { limit: 5, clientSubject: 'CN=x', listener: 'edge' }, { limit: 5, status: 503 }, { limit: 5, status: { class: 4 } }, { limit: 5, status: { class: 5 }, since: 1 }]) {
-    assert.doesNotMatch(plan(f), /TEMP B-TREE/, `no sort for ${JSON.stringify(f)}: ${plan(f)}`);
+    const p = await plan(f);
+    assert.doesNotMatch(p, /TEMP B-TREE/, `no sort for ${JSON.stringify(f)}: ${p}`);
   }
-  assert.match(plan({ limit: 5 }), /requests_ts\b/);
-  assert.match(plan({ limit: 5, status: { class: 5 } }), /requests_errors_ts/);
-  assert.match(plan({ limit: 5, status: { class: 4 } }), /requests_errors_ts/);
-  assert.match(plan({ limit: 5, status: 503 }), /requests_errors_ts/);
-  assert.match(plan({ limit: 5, status: 200 }), /requests_ts\b/);
-  log.close();
+  assert.match(await plan({ limit: 5 }), /requests_ts\b/);
+  assert.match(await plan({ limit: 5, status: { class: 5 } }), /requests_errors_ts/);
+  assert.match(await plan({ limit: 5, status: { class: 4 } }), /requests_errors_ts/);
+  assert.match(await plan({ limit: 5, status: 503 }), /requests_errors_ts/);
+  assert.match(await plan({ limit: 5, status: 200 }), /requests_ts\b/);
+  await log.close();
 });
 
-test('a full queue drops and counts rows without blocking the caller', () => {
+test('a full queue drops and counts rows without blocking the caller', async () => {
   const log = RequestLog.open(config(), silentLogger, { queueLimit: 100 });
   const events = new FakeEvents();
   log.attach(events);
@@ -170,7 +171,7 @@ test('a full queue drops and counts rows without blocking the caller', () => {
   assert.ok(elapsed < 500, `enqueueing took ${elapsed.toFixed(1)}ms`);
   log.flush();
   assert.deepEqual(log.stats, { queued: 0, dropped: 99_900, written: 100 });
-  log.close();
+  await log.close();
 });
 
 test('retention deletes rows older than the retention, then the oldest beyond max_rows', async () => {
@@ -182,17 +183,17 @@ test('retention deletes rows older than the retention, then the oldest beyond ma
   for (let i = 0; i < 5; i++) events.emit(record({ id: `old-${i}`, ts: now - 8 * DAY + i }));
   for (let i = 0; i < 15; i++) events.emit(record({ id: `new-${i}`, ts: now - 1000 + i }));
   log.flush();
-  assert.deepEqual(log.applyRetention(now), { deleted: 10 });
-  const left = log.query({ limit: 100 }).map((r) => r.id);
+  assert.deepEqual(await log.applyRetention(now), { deleted: 10 });
+  const left = (await log.query({ limit: 100 })).map((r) => r.id);
   assert.deepEqual(left, Array.from({ length: 10 }, (_, i) => `new-${14 - i}`));
-  assert.deepEqual(log.applyRetention(now), { deleted: 0 });
-  log.close();
+  assert.deepEqual(await log.applyRetention(now), { deleted: 0 });
+  await log.close();
 
   // a restart with a smaller max_rows trims the rows it found on disk
   const smaller = RequestLog.open({ ...cfg, maxRows: 4 }, silentLogger);
-  assert.deepEqual(smaller.applyRetention(now), { deleted: 6 });
-  assert.deepEqual(smaller.query({ limit: 100 }).map((r) => r.id), ['new-14', 'new-13', 'new-12', 'new-11']);
-  smaller.close();
+  assert.deepEqual(await smaller.applyRetention(now), { deleted: 6 });
+  assert.deepEqual((await smaller.query({ limit: 100 })).map((r) => r.id), ['new-14', 'new-13', 'new-12', 'new-11']);
+  await smaller.close();
 
   // and on its own timer
   const timed = RequestLog.open(config({ retentionMs: 1000, maxRows: 100 }), silentLogger, { retentionIntervalMs: 10 });
@@ -202,11 +203,37 @@ test('retention deletes rows older than the retention, then the oldest beyond ma
   timed.flush();
   timed.start();
   await sleep(60);
-  assert.deepEqual(timed.query({ limit: 10 }).map((r) => r.id), ['fresh']);
-  timed.close();
+  assert.deepEqual((await timed.query({ limit: 10 })).map((r) => r.id), ['fresh']);
+  await timed.close();
 });
 
-test('a database locked by another connection is a ConfigError naming request_log.path', () => {
+test('queries and retention run on the reader thread: the event loop keeps turning meanwhile', async () => {
+  const log = RequestLog.open(config({ retentionMs: DAY, maxRows: 1_000_000 }), silentLogger, { queueLimit: 100_000 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const now = Date.now();
+  for (let i = 0; i < 60_000; i++) events.emit(record({ id: `r${i}`, ts: now - 2 * DAY + i }));
+  events.emit(record({ id: 'kept', ts: now }));
+  log.flush();
+  let turns = 0;
+  let done = false;
+  const spin = (): void => {
+    turns++;
+    if (!done) setImmediate(spin);
+  };
+  setImmediate(spin);
+  const scan = log.query({ limit: 10, clientSubject: 'CN=nobody' }); // no match: a scan of every row
+  const deleted = await log.applyRetention(now);
+  assert.deepEqual(await scan, []);
+  done = true;
+  assert.deepEqual(deleted, { deleted: 60_000 }, 'deleted in chunks of 5000, all of them');
+  assert.ok(turns >= 10, `the proxy's thread ran ${turns} turns while the reader deleted 60000 rows`);
+  assert.deepEqual((await log.query({ limit: 10 })).map((r) => r.id), ['kept']);
+  await log.close();
+  await assert.rejects(log.query({ limit: 1 }), /closed/, 'a closed log answers no queries');
+});
+
+test('a database locked by another connection is a ConfigError naming request_log.path', async () => {
   const cfg = config();
   RequestLog.open(cfg, silentLogger).close();
   const holder = new Database(cfg.path, { timeout: 0 });
@@ -222,12 +249,12 @@ test('a database locked by another connection is a ConfigError naming request_lo
     });
   } finally {
     holder.exec('ROLLBACK');
-    holder.close();
+    await holder.close();
   }
   RequestLog.open(cfg, silentLogger).close(); // usable again once released
 });
 
-test('a flush that meets a lock keeps its rows queued and writes them later', () => {
+test('a flush that meets a lock keeps its rows queued and writes them later', async () => {
   const cfg = config();
   const log = RequestLog.open(cfg, silentLogger);
   const events = new FakeEvents();
@@ -238,14 +265,14 @@ test('a flush that meets a lock keeps its rows queued and writes them later', ()
   log.flush();
   assert.deepEqual(log.stats, { queued: 1, dropped: 0, written: 0 });
   holder.exec('ROLLBACK');
-  holder.close();
+  await holder.close();
   log.flush();
   assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 1 });
-  assert.equal(log.query({ limit: 1 })[0]?.id, 'waits');
-  log.close();
+  assert.equal((await log.query({ limit: 1 }))[0]?.id, 'waits');
+  await log.close();
 });
 
-test('a path that cannot be created or opened is a clear ConfigError', () => {
+test('a path that cannot be created or opened is a clear ConfigError', async () => {
   const base = join(dir, `bad-${files++}`);
   mkdirSync(base);
   const aFile = join(base, 'not-a-folder');
@@ -287,7 +314,7 @@ test('end to end: the row of a proxied request has the id its response carried i
   const agent = clientAgent(pki);
   t.after(async () => {
     agent.destroy();
-    log.close();
+    await log.close();
     await proxy.stop();
     await up.close();
     pki.cleanup();
@@ -297,7 +324,7 @@ test('end to end: the row of a proxied request has the id its response carried i
   const id = res.headers['x-request-id'];
   assert.equal(typeof id, 'string');
   await sleep(40);
-  const [row] = log.query({ limit: 1, listener: 'edge' });
+  const [row] = await log.query({ limit: 1, listener: 'edge' });
   assert.ok(row);
   assert.equal(row.id, id);
   assert.equal(row.status, 200);

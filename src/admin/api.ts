@@ -30,7 +30,7 @@ export interface RequestLogFilter {
 export type RequestLogRow = { readonly [K in (typeof ROW_COLUMNS)[number]]?: unknown } & { readonly ts: number };
 
 export interface RequestLogLike {
-  query(filter: RequestLogFilter): readonly RequestLogRow[];
+  query(filter: RequestLogFilter): Promise<readonly RequestLogRow[]>;
 }
 
 /** A refusal with its HTTP status and the contract's error code ("bad_request"). */
@@ -159,10 +159,10 @@ export class AdminApi {
     };
   }
 
-  requests(params: URLSearchParams): object {
+  async requests(params: URLSearchParams): Promise<object> {
     const filter = parseRequestQuery(params);
     if (this.#requestLog === null) return { requests: [], enabled: false };
-    return { requests: this.#requestLog.query(filter).map(toApiRow) };
+    return { requests: (await this.#requestLog.query(filter)).map(toApiRow) };
   }
 
   certificates(): object {

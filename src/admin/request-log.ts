@@ -1,9 +1,12 @@
 // The SQLite request log (PRODUCT.md "Request log row"): one row per request, written off the
 // data path. The onRequest subscriber only pushes the record onto a bounded queue (full: drop
-// and count, never block); a timer, or a full batch, writes the queue in one transaction with a
-// prepared INSERT. Retention by age and max_rows runs on its own timer.
+// and count, never block); a timer, or a full batch, writes the queue in one transaction with
+// prepared multi-row INSERTs. Queries and retention (by age and max_rows, on a timer) run on a
+// reader thread with its own connection (request-log-worker.ts): they can take hundreds of ms
+// on a large table, and the proxy's thread must not wait for them.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { RequestLogConfig } from '../config/types.ts';
 import { ConfigError } from '../errors.ts';
@@ -11,36 +14,10 @@ import type { RequestRecord } from '../http/context.ts';
 import type { Logger } from '../log.ts';
 import type { ProxyEvents } from './types.ts';
 
-/** A row as the API serves it: the contract's columns, `ts` in ms since the epoch. */
-export interface RequestRow {
-  id: string;
-  ts: number;
-  listener: string;
-  client_addr: string;
-  client_subject: string | null;
-  client_sha256: string | null;
-  method: string;
-  host: string;
-  path: string;
-  status: number;
-  upstream: string | null;
-  endpoint: string | null;
-  bytes_in: number;
-  bytes_out: number;
-  duration_ms: number;
-  error: string | null;
-}
+import { COLUMNS, type RequestFilter, type RequestRow } from './request-log-query.ts';
+import type { ReaderInit, ReaderReply, ReaderRequest } from './request-log-worker.ts';
 
-export interface RequestFilter {
-  limit: number;
-  /** Exact status, or a class: { class: 5 } is 500-599. */
-  status?: number | { class: number };
-  /** Only rows that started at or after this time (ms since the epoch). */
-  since?: number;
-  upstream?: string;
-  listener?: string;
-  clientSubject?: string;
-}
+export type { RequestFilter, RequestRow } from './request-log-query.ts';
 
 export interface RequestLogOptions {
   /** Rows held in memory waiting for a flush; more are dropped and counted. */
@@ -58,7 +35,6 @@ export interface RequestLogStats {
 }
 
 const CONFIG_KEY = 'request_log.path';
-const MAX_QUERY_LIMIT = 10_000;
 // A startup that finds the file locked waits this long: long enough to ride out another
 // process's flush, short enough that a held lock is a prompt startup error.
 const OPEN_BUSY_TIMEOUT_MS = 250;
@@ -107,35 +83,11 @@ DROP INDEX IF EXISTS requests_upstream_ts;
 DROP INDEX IF EXISTS requests_listener_ts;
 `;
 
-const COLUMNS = 'id, ts, listener, client_addr, client_subject, client_sha256, method, host, path, status, upstream, endpoint, bytes_in, bytes_out, duration_ms, error';
-
-// Query shapes: each filter adds a fixed SQL fragment, values are always bound parameters. One
-// prepared statement per combination of present filters, built on first use. F_ERRORS is set
-// when the status filter only matches 400 and up: its term is the partial index's own WHERE,
-// written the same way, which is what lets SQLite use that index.
-const F_ERRORS = 1;
-const F_STATUS = 2;
-const F_CLASS = 4;
-const F_SINCE = 8;
-const F_UPSTREAM = 16;
-const F_LISTENER = 32;
-const F_SUBJECT = 64;
-const FRAGMENTS: ReadonlyArray<readonly [number, string]> = [
-  [F_ERRORS, 'status >= 400'],
-  [F_STATUS, 'status = ?'],
-  [F_CLASS, 'status >= ? AND status < ?'],
-  [F_SINCE, 'ts >= ?'],
-  [F_UPSTREAM, 'upstream = ?'],
-  [F_LISTENER, 'listener = ?'],
-  [F_SUBJECT, 'client_subject = ?'],
-];
-
 /** Rows per multi-row INSERT; a batch's remainder goes through the one-row statement. */
 const ROWS_PER_INSERT = 16;
 const FIELDS = 16;
 
 type Db = Database.Database;
-type Statement = Database.Statement<unknown[]>;
 
 function sqliteCode(err: unknown): string {
   const code = (err as { code?: unknown }).code;
@@ -180,11 +132,11 @@ export class RequestLog {
   readonly #batchSize: number;
   readonly #retentionIntervalMs: number;
   readonly #insertAll: (rows: readonly RequestRecord[]) => void;
-  readonly #deleteOlder: Statement;
-  /** Rows in the table: counted once at open, then kept by our own inserts and deletes. */
-  #rows: number;
-  readonly #deleteOldest: Statement;
-  readonly #queries = new Map<number, Statement>();
+  readonly #reader: Worker;
+  /** Replies the reader owes, by request id. */
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #readerError: Error | null = null;
   #queue: RequestRecord[] = [];
   #dropped = 0;
   #written = 0;
@@ -194,6 +146,7 @@ export class RequestLog {
   /** Set while flushes fail, so a broken disk logs once, not every 200ms. */
   #failing = false;
   #closed = false;
+  #closing: Promise<void> = Promise.resolve();
 
   /**
    * Opens (creating the folder, file and schema) or throws a ConfigError naming request_log.path.
@@ -256,12 +209,16 @@ export class RequestLog {
         }
       }
     });
-    this.#deleteOlder = db.prepare('DELETE FROM requests WHERE ts < ?');
-    // count(*) walks a whole index (tens of ms at a million rows): pay it once, here, not on
-    // every retention pass. This process is the file's only writer (see open()).
-    this.#rows = (db.prepare('SELECT count(*) AS n FROM requests').get() as { n: number }).n;
-    // Oldest by insertion order: the rowid is the cheapest order to walk from the start.
-    this.#deleteOldest = db.prepare('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY seq LIMIT ?)');
+    // The source's extension is the running module's: .ts from a checkout, .js from dist/.
+    const workerFile = new URL(`./request-log-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+    this.#reader = new Worker(workerFile, { workerData: { path: cfg.path } satisfies ReaderInit });
+    this.#reader.unref();
+    this.#reader.on('message', this.#onReply);
+    this.#reader.on('error', (err) => {
+      this.#log.error({ err }, 'request log reader thread failed; queries and retention stop, writes go on');
+      this.#readerStopped(err);
+    });
+    this.#reader.on('exit', () => this.#readerStopped(new Error('the request log reader thread has stopped')));
   }
 
   /** Subscribes to finished requests. The subscriber only enqueues. */
@@ -292,11 +249,9 @@ export class RequestLog {
     if (this.#closed || this.#flushTimer !== null) return;
     this.#flushTimer = setInterval(() => this.flush(), this.#flushIntervalMs).unref();
     this.#retentionTimer = setInterval(() => {
-      try {
-        this.applyRetention();
-      } catch (err) {
-        this.#log.error({ err }, 'request log retention failed');
-      }
+      this.applyRetention().catch((err: unknown) => {
+        if (!this.#closed) this.#log.error({ err }, 'request log retention failed');
+      });
     }, this.#retentionIntervalMs).unref();
     if (this.#queue.length >= this.#batchSize) this.#flushSoon = setImmediate(this.#flushNow);
   }
@@ -315,87 +270,64 @@ export class RequestLog {
     if (this.#failing) this.#log.info({ rows: rows.length }, 'request log writes recovered');
     this.#failing = false;
     this.#written += rows.length;
-    this.#rows += rows.length;
     this.#queue = [];
   }
 
-  #compile(filter: RequestFilter): { shape: number; params: Array<string | number> } {
-    if (!Number.isInteger(filter.limit) || filter.limit < 1) throw new RangeError('limit must be a positive integer');
-    let shape = 0;
-    const params: Array<string | number> = [];
-    const status = filter.status;
-    if (typeof status === 'number') {
-      if (!Number.isInteger(status)) throw new RangeError('status must be an integer');
-      shape |= F_STATUS | (status >= 400 ? F_ERRORS : 0);
-      params.push(status);
-    } else if (status !== undefined) {
-      if (!Number.isInteger(status.class) || status.class < 1 || status.class > 5) throw new RangeError('status class must be 1 to 5');
-      shape |= F_CLASS | (status.class >= 4 ? F_ERRORS : 0);
-      params.push(status.class * 100, status.class * 100 + 100);
-    }
-    if (filter.since !== undefined) {
-      shape |= F_SINCE;
-      params.push(filter.since);
-    }
-    if (filter.upstream !== undefined) {
-      shape |= F_UPSTREAM;
-      params.push(filter.upstream);
-    }
-    if (filter.listener !== undefined) {
-      shape |= F_LISTENER;
-      params.push(filter.listener);
-    }
-    if (filter.clientSubject !== undefined) {
-      shape |= F_SUBJECT;
-      params.push(filter.clientSubject);
-    }
-    params.push(Math.min(filter.limit, MAX_QUERY_LIMIT));
-    return { shape, params };
-  }
-
-  /** Newest first (by start time). `limit` is capped at 10000. */
-  query(filter: RequestFilter): RequestRow[] {
-    const { shape, params } = this.#compile(filter);
-    return this.#queryFor(shape).all(...params) as RequestRow[];
+  /** Newest first (by start time). `limit` is capped at 10000. Answered by the reader thread. */
+  query(filter: RequestFilter): Promise<RequestRow[]> {
+    return this.#ask({ id: 0, op: 'query', filter }) as Promise<RequestRow[]>;
   }
 
   /** SQLite's plan for a query (EXPLAIN QUERY PLAN details): which index serves which filter. */
-  queryPlan(filter: RequestFilter): string[] {
-    const { shape, params } = this.#compile(filter);
-    const sql = this.#queryFor(shape).source;
-    return (this.#db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
+  queryPlan(filter: RequestFilter): Promise<string[]> {
+    return this.#ask({ id: 0, op: 'plan', filter }) as Promise<string[]>;
   }
 
-  #queryFor(shape: number): Statement {
-    let stmt = this.#queries.get(shape);
-    if (stmt === undefined) {
-      const where = FRAGMENTS.filter(([bit]) => (shape & bit) !== 0).map(([, sql]) => sql);
-      const sql = `SELECT ${COLUMNS} FROM requests${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, seq DESC LIMIT ?`;
-      stmt = this.#db.prepare(sql);
-      this.#queries.set(shape, stmt);
-    }
-    return stmt;
+  /**
+   * Deletes rows older than the retention, then the oldest beyond max_rows, on the reader
+   * thread, a few thousand rows per transaction.
+   */
+  async applyRetention(now: number = Date.now()): Promise<{ deleted: number }> {
+    return await (this.#ask({ id: 0, op: 'retention', cutoff: now - this.#cfg.retentionMs, maxRows: this.#cfg.maxRows }) as Promise<{ deleted: number }>);
   }
 
-  /** Deletes rows older than the retention, then the oldest beyond max_rows. */
-  applyRetention(now: number = Date.now()): { deleted: number } {
-    let deleted = this.#deleteOlder.run(now - this.#cfg.retentionMs).changes;
-    this.#rows -= deleted;
-    if (this.#rows > this.#cfg.maxRows) {
-      const trimmed = this.#deleteOldest.run(this.#rows - this.#cfg.maxRows).changes;
-      this.#rows -= trimmed;
-      deleted += trimmed;
+  #ask(req: ReaderRequest): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new Error('the request log is closed'));
+    if (this.#readerError !== null) return Promise.reject(this.#readerError);
+    req.id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(req.id, { resolve, reject });
+      // the reader only keeps the process alive while it owes a reply
+      if (this.#pending.size === 1) this.#reader.ref();
+      this.#reader.postMessage(req);
+    });
+  }
+
+  readonly #onReply = (m: ReaderReply): void => {
+    const p = this.#pending.get(m.id);
+    if (p === undefined) return;
+    this.#pending.delete(m.id);
+    if (this.#pending.size === 0) this.#reader.unref();
+    if (m.ok) p.resolve(m.result);
+    else {
+      const E = m.error.name === 'RangeError' ? RangeError : Error;
+      p.reject(Object.assign(new E(m.error.message), m.error.code === undefined ? {} : { code: m.error.code }));
     }
-    return { deleted };
+  };
+
+  #readerStopped(err: Error): void {
+    this.#readerError ??= err;
+    for (const p of this.#pending.values()) p.reject(this.#readerError);
+    this.#pending.clear();
   }
 
   get stats(): RequestLogStats {
     return { queued: this.#queue.length, dropped: this.#dropped, written: this.#written };
   }
 
-  /** Stops the timers, writes what is queued, closes the database. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
+  /** Stops the timers, writes what is queued, closes the database and stops the reader thread. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closing;
     this.#closed = true;
     if (this.#flushTimer !== null) clearInterval(this.#flushTimer);
     if (this.#retentionTimer !== null) clearInterval(this.#retentionTimer);
@@ -405,6 +337,9 @@ export class RequestLog {
     this.#dropped += this.#queue.length;
     this.#queue = [];
     this.#db.close();
+    this.#readerStopped(new Error('the request log is closed'));
+    this.#closing = this.#reader.terminate().then(() => undefined);
+    return this.#closing;
   }
 }
 

@@ -147,7 +147,7 @@ export class AdminServer {
       ['/assets/{path}', { auth: true, methods: { GET: (x) => this.#serveFile(x, x.path.slice(1)) } }],
       ['/api/status', { auth: true, methods: { GET: json(() => api.status()) } }],
       ['/api/upstreams', { auth: true, methods: { GET: json(() => api.upstreams()) } }],
-      ['/api/requests', { auth: true, methods: { GET: (x) => sendJson(x.res, 200, api.requests(x.query)) } }],
+      ['/api/requests', { auth: true, methods: { GET: async (x) => sendJson(x.res, 200, await api.requests(x.query)) } }],
       ['/api/certificates', { auth: true, methods: { GET: json(() => api.certificates()) } }],
       ['/api/config', { auth: true, methods: { GET: json(() => api.config()) } }],
       ['/api/reload', { auth: true, methods: { POST: async ({ req, res }) => {

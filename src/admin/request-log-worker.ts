@@ -1,0 +1,90 @@
+// The request log's reader thread. It answers the admin API's queries and applies retention on
+// its own connection to the file, so the slow operations never run on the proxy's event loop:
+// measured on a million rows, a filter on a rare client subject scans for ~180 ms, and deleting
+// 200k expired rows took ~230 ms in one statement. The proxy's thread only inserts, in batches.
+// WAL lets this reader run beside the writer; retention deletes in chunks of a few thousand rows,
+// each its own short transaction, so the writer's flush never waits long for the lock.
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { compileQuery, type RequestFilter } from './request-log-query.ts';
+
+export interface ReaderInit {
+  path: string;
+}
+
+export type ReaderRequest =
+  | { id: number; op: 'query'; filter: RequestFilter }
+  | { id: number; op: 'plan'; filter: RequestFilter }
+  | { id: number; op: 'retention'; cutoff: number; maxRows: number };
+
+export type ReaderReply =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: { name: string; message: string; code?: string } };
+
+/** Rows per DELETE: ~6 ms of holding the write lock each (measured), well under the writer's 20 ms busy timeout. */
+export const RETENTION_CHUNK = 5000;
+// Off the proxy's thread, waiting out the writer's flush is fine.
+const BUSY_TIMEOUT_MS = 2000;
+
+type Statement = Database.Statement<unknown[]>;
+
+function run(init: ReaderInit): void {
+  const port = parentPort;
+  if (port === null) throw new Error('request-log-worker.ts runs as a worker thread');
+  const db = new Database(init.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
+  const byShape = new Map<number, Statement>();
+  const deleteOlder = db.prepare('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)');
+  const deleteOldest = db.prepare('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY seq LIMIT ?)');
+  const count = db.prepare('SELECT count(*) AS n FROM requests');
+
+  const statementFor = (filter: RequestFilter): { stmt: Statement; params: Array<string | number> } => {
+    const q = compileQuery(filter);
+    let stmt = byShape.get(q.shape);
+    if (stmt === undefined) {
+      stmt = db.prepare(q.sql);
+      byShape.set(q.shape, stmt);
+    }
+    return { stmt, params: q.params };
+  };
+
+  const retention = (cutoff: number, maxRows: number): { deleted: number } => {
+    let deleted = 0;
+    for (;;) {
+      const n = deleteOlder.run(cutoff, RETENTION_CHUNK).changes;
+      deleted += n;
+      if (n < RETENTION_CHUNK) break;
+    }
+    let excess = (count.get() as { n: number }).n - maxRows;
+    while (excess > 0) {
+      const n = deleteOldest.run(Math.min(excess, RETENTION_CHUNK)).changes;
+      if (n === 0) break;
+      deleted += n;
+      excess -= n;
+    }
+    return { deleted };
+  };
+
+  port.on('message', (m: ReaderRequest) => {
+    let reply: ReaderReply;
+    try {
+      let result: unknown;
+      if (m.op === 'query') {
+        const { stmt, params } = statementFor(m.filter);
+        result = stmt.all(...params);
+      } else if (m.op === 'plan') {
+        const { stmt, params } = statementFor(m.filter);
+        result = (db.prepare(`EXPLAIN QUERY PLAN ${stmt.source}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
+      } else {
+        result = retention(m.cutoff, m.maxRows);
+      }
+      reply = { id: m.id, ok: true, result };
+    } catch (err) {
+      const e = err as Error & { code?: unknown };
+      reply = { id: m.id, ok: false, error: { name: e.name, message: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}) } };
+    }
+    port.postMessage(reply);
+  });
+  port.on('close', () => db.close());
+}
+
+run(workerData as ReaderInit);
