@@ -2,10 +2,10 @@
 // learn from a failed handshake at 3 a.m. (key/cert mismatch, expiry, wrong EKU, a chain that
 // cannot be built). Parsing and signatures use node:crypto (OpenSSL, what TLS will use);
 // names, SANs and CRLs use @peculiar/x509, which exposes them structurally.
-import 'reflect-metadata';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import * as x509 from '@peculiar/x509';
+import type * as x509 from '@peculiar/x509';
+import { x509 as x509lib } from './x509-lib.ts';
 import type { Config } from '../config/types.ts';
 
 export interface Problem {
@@ -40,8 +40,8 @@ export function describeCertificate(pem: string | Buffer, now: Date = new Date()
   const text = typeof pem === 'string' ? pem : pem.toString('utf8');
   const first = text.match(PEM_CERT)?.[0];
   if (first === undefined) throw new Error('no PEM certificate found');
-  const cert = new x509.X509Certificate(first);
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const cert = new (x509lib()).X509Certificate(first);
+  const san = cert.getExtension(x509lib().SubjectAlternativeNameExtension);
   const der = Buffer.from(cert.rawData);
   return {
     subject: formatName(cert.subjectName),
@@ -127,7 +127,7 @@ class CertificateChecker {
       return this.#report(path, 'error', `${file} contains no CA certificate (${loaded.value.length} certificate(s), none with basicConstraints CA:TRUE)`);
     }
     for (const ca of cas) {
-      this.#checkValidity(path, ca, `CA certificate ${subjectOf(ca)}`);
+      this.#checkValidity(path, ca, () => `CA certificate ${subjectOf(ca)}`);
       if (!this.#anchors.some((a) => a.fingerprint256 === ca.fingerprint256)) this.#anchors.push(ca);
     }
   }
@@ -144,7 +144,7 @@ class CertificateChecker {
 
     if (key.ok && !matchesKey(leaf, key.value)) this.#report(certPath, 'error', `key does not match certificate (key file ${keyFile})`);
     this.#checkValidity(certPath, leaf, 'certificate');
-    for (const extra of intermediates) this.#checkValidity(certPath, extra, `chain certificate ${subjectOf(extra)}`);
+    for (const extra of intermediates) this.#checkValidity(certPath, extra, () => `chain certificate ${subjectOf(extra)}`);
 
     const ekus = leaf.keyUsage;
     if (ekus !== undefined && ekus.length > 0 && !ekus.includes(EKU[usage]) && !ekus.includes(EKU.any)) {
@@ -181,10 +181,13 @@ class CertificateChecker {
     this.#report(path, 'error', `certificate chain longer than ${MAX_CHAIN_DEPTH}`);
   }
 
-  #checkValidity(path: string, cert: X509Certificate, what: string): void {
+  /** `describe` names the certificate in a problem; it is only called when there is one. */
+  #checkValidity(path: string, cert: X509Certificate, describe: string | (() => string)): void {
     const now = this.#now.getTime();
     const from = cert.validFromDate;
     const to = cert.validToDate;
+    if (now >= from.getTime() && now <= to.getTime() && to.getTime() - now >= EXPIRY_WARNING_DAYS * DAY_MS) return;
+    const what = typeof describe === 'string' ? describe : describe();
     if (now < from.getTime()) return this.#report(path, 'error', `${what} is not valid until ${from.toISOString()}`);
     if (now > to.getTime()) return this.#report(path, 'error', `${what} expired on ${to.toISOString()}`);
     const days = Math.floor((to.getTime() - now) / DAY_MS);
@@ -202,7 +205,7 @@ class CertificateChecker {
   checkCrl(path: string, file: string, clientCa: string | null): void {
     let crl: x509.X509Crl;
     try {
-      crl = new x509.X509Crl(readFileSync(file));
+      crl = new (x509lib()).X509Crl(readFileSync(file));
     } catch (err) {
       return this.#report(path, 'error', `cannot use CRL ${file}: ${reason(err)}`);
     }
@@ -212,7 +215,7 @@ class CertificateChecker {
     const cas = clientCa === null ? null : this.#certificates(clientCa);
     if (cas === null || !cas.ok) return;
     const issuer = formatName(crl.issuerName);
-    const known = cas.value.filter((c) => c.ca).map((c) => formatName(new x509.X509Certificate(c.raw).subjectName));
+    const known = cas.value.filter((c) => c.ca).map((c) => formatName(new (x509lib()).X509Certificate(c.raw).subjectName));
     if (!known.includes(issuer)) this.#report(path, 'warning', `CRL issuer ${issuer} is not a CA in client_ca, so it revokes nothing`);
   }
 }
@@ -264,11 +267,11 @@ function matchesKey(cert: X509Certificate, key: KeyObject): boolean {
 }
 
 function subjectOf(cert: X509Certificate): string {
-  return formatName(new x509.X509Certificate(cert.raw).subjectName);
+  return formatName(new (x509lib()).X509Certificate(cert.raw).subjectName);
 }
 
 function issuerOf(cert: X509Certificate): string {
-  return formatName(new x509.X509Certificate(cert.raw).issuerName);
+  return formatName(new (x509lib()).X509Certificate(cert.raw).issuerName);
 }
 
 function ekuName(oid: string): string {

@@ -2,11 +2,11 @@
 // (tls-context.ts) and the upstream side (upstream-tls.ts). Every check here runs before a new
 // context replaces a working one: a half-written or mismatched file on SIGHUP must never turn
 // into failed handshakes (ghostunnel's reload keeps the old listener on any load error).
-import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import type * as x509 from '@peculiar/x509';
+import { x509 as x509lib } from '../certs/x509-lib.ts';
 import { ConfigError } from '../errors.ts';
 
 /** File contents by key; null where the config has no path. */
@@ -111,12 +111,12 @@ export async function checkCrls(bytes: Buffer, cas: X509Certificate[], path: str
   const text = bytes.toString('latin1');
   const blocks = [...pemBlocks(text, 'X509 CRL'), ...pemBlocks(text, 'CRL')];
   if (blocks.length === 0) throw new ConfigError(path, 'no PEM CRL ("-----BEGIN X509 CRL-----") found');
-  const keys = cas.map((ca) => new x509.X509Certificate(ca.raw).publicKey);
+  const keys = cas.map((ca) => new (x509lib()).X509Certificate(ca.raw).publicKey);
   const out: string[] = [];
   for (const [i, pem] of blocks.entries()) {
     let crl: x509.X509Crl;
     try {
-      crl = new x509.X509Crl(pem.replace(/-----(BEGIN|END) (?:X509 )?CRL-----/g, '-----$1 X509 CRL-----'));
+      crl = new (x509lib()).X509Crl(pem.replace(/-----(BEGIN|END) (?:X509 )?CRL-----/g, '-----$1 X509 CRL-----'));
     } catch (err) {
       throw new ConfigError(path, `CRL #${i + 1} does not parse: ${(err as Error).message}`, { cause: err });
     }
