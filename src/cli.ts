@@ -1,6 +1,8 @@
 // The `mtls-proxy` command line (PRODUCT.md, "Command line"). Exit codes: 0 ok, 1 bad config
 // or certificates, 2 bad usage. Expected failures print one line each to stderr, no stack.
+import cluster from 'node:cluster';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { checkCertificates, type Problem } from './certs/inspect.ts';
@@ -33,6 +35,13 @@ class StartFailure extends Error {}
 // keeps `check`, `pki init` and `hash-password` working (and type-checking) without them.
 interface ServerModule {
   runServer(config: Config, opts?: Record<string, never>): Promise<unknown>;
+}
+interface PrimaryModule {
+  runPrimary(config: Config, count: number): Promise<unknown>;
+  workerCount(workers: number | 'auto', cores: number): number;
+}
+interface WorkerModule {
+  runWorker(): Promise<void>;
 }
 interface DemoModule {
   runDemo(): Promise<void>;
@@ -133,9 +142,24 @@ function buildProgram(): Command {
     .description('run the proxy with a TOML config')
     .option('-c, --config <file>', 'config file (or $MTLS_PROXY_CONFIG)', defaultConfig)
     .action(async (opts: { config: string }) => {
+      // server.workers > 1: node:cluster forks this same command line; the worker takes its
+      // config from the primary (which checked it), so all workers run the same one.
+      if (cluster.isWorker) {
+        const worker = withFunction<WorkerModule>(await importModule('./cluster/worker.ts'), 'runWorker', 'src/cluster/worker.ts');
+        await worker.runWorker();
+        return;
+      }
       const { config } = loadAndCheck(opts.config, { quietWhenOk: true });
-      const server = withFunction<ServerModule>(await importModule('./server.ts'), 'runServer', 'src/server.ts');
       try {
+        if (config.server.workers !== 1) {
+          const primary = withFunction<PrimaryModule>(await importModule('./cluster/primary.ts'), 'runPrimary', 'src/cluster/primary.ts');
+          const count = primary.workerCount(config.server.workers, availableParallelism());
+          if (count > 1) {
+            await primary.runPrimary(config, count);
+            return;
+          }
+        }
+        const server = withFunction<ServerModule>(await importModule('./server.ts'), 'runServer', 'src/server.ts');
         await server.runServer(config);
       } catch (err) {
         throw new StartFailure('start failed', { cause: err });

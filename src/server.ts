@@ -27,7 +27,7 @@ import { UpstreamCluster } from './pool/upstream-cluster.ts';
 
 export type { Phase, ReloadReport };
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** Client certificates remembered for /api/certificates and the expiry gauge; oldest evicted. */
 const CLIENT_CERT_MEMORY = 256;
 
@@ -37,6 +37,13 @@ export interface ServerOptions {
   logRequests?: boolean;
   /** Serve [admin] and keep metrics (default true when the config has [admin]). */
   admin?: boolean;
+  /**
+   * Keep the metrics registry even without serving [admin] (default: as `admin`). A worker of
+   * several keeps its metrics for the primary, which serves the admin listener.
+   */
+  metrics?: boolean;
+  /** Open [request_log] (default true). A worker of several sends its records to the primary instead. */
+  requestLog?: boolean;
 }
 
 type Fn<A extends unknown[]> = (...args: A) => void;
@@ -63,10 +70,14 @@ export class ProxyServer implements ProxyView, ProxyEvents {
   #requestLog: RequestLog | null = null;
   #admin: AdminServer | null = null;
   readonly #adminEnabled: boolean;
+  readonly #metricsEnabled: boolean;
+  readonly #requestLogEnabled: boolean;
 
   constructor(config: Config, opts: ServerOptions = {}) {
     this.config = config;
     this.#adminEnabled = opts.admin ?? config.admin !== null;
+    this.#metricsEnabled = opts.metrics ?? this.#adminEnabled;
+    this.#requestLogEnabled = opts.requestLog ?? true;
     this.logger = opts.logger ?? createLogger(config.log);
     if (opts.logRequests !== false) {
       const log = this.logger;
@@ -170,15 +181,18 @@ export class ProxyServer implements ProxyView, ProxyEvents {
     try {
       // request log, then metrics and the admin listener (before the proxy listeners: the
       // first handshake error is counted and /readyz answers while they bind)
-      if (cfg.requestLog !== null) {
+      if (cfg.requestLog !== null && this.#requestLogEnabled) {
         const { RequestLog } = await import('./admin/request-log.ts');
         this.#requestLog = RequestLog.open(cfg.requestLog, this.logger);
         this.#requestLog.attach(this);
         this.#requestLog.start();
       }
-      if (this.#adminEnabled && cfg.admin !== null) {
-        const [{ Metrics }, { AdminServer }] = await Promise.all([import('./admin/metrics.ts'), import('./admin/server.ts')]);
+      if (this.#metricsEnabled) {
+        const { Metrics } = await import('./admin/metrics.ts');
         this.#metrics = new Metrics(this, this);
+      }
+      if (this.#adminEnabled && cfg.admin !== null) {
+        const { AdminServer } = await import('./admin/server.ts');
         this.#admin = new AdminServer({ config: cfg.admin, view: this, metrics: this.#metrics, requestLog: this.#requestLog, logger: this.logger });
         const a = await this.#admin.listen();
         this.logger.info({ admin: formatAddress(a) }, 'admin listening');

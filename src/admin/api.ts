@@ -1,9 +1,9 @@
-// The /api handlers: JSON bodies built from ProxyView and the request log, in the shapes of
+// The /api handlers: JSON bodies built from an AdminView and the request log, in the shapes of
 // docs/admin-api.yaml (snake_case keys, ISO 8601 UTC times). Handlers return plain data or
 // throw ApiError; the server (server.ts) owns HTTP, auth and headers.
 import type { Config, HostPort, ListenerConfig, UpstreamConfig } from '../config/types.ts';
 import { formatDuration, formatSize } from '../config/units.ts';
-import type { CertificateView, ProxyView } from './types.ts';
+import type { AdminView, CertificateView, ReloadReport } from './types.ts';
 
 /** Rows returned when the request does not say `limit`, and the most one answer holds. */
 export const DEFAULT_REQUEST_LIMIT = 100;
@@ -115,17 +115,18 @@ export function formatHostPort(a: HostPort): string {
 
 /** Builds the JSON bodies of the /api endpoints. */
 export class AdminApi {
-  readonly #view: ProxyView;
+  readonly #view: AdminView;
   readonly #requestLog: RequestLogLike | null;
 
-  constructor(view: ProxyView, requestLog: RequestLogLike | null) {
+  constructor(view: AdminView, requestLog: RequestLogLike | null) {
     this.#view = view;
     this.#requestLog = requestLog;
   }
 
-  status(): object {
+  async status(): Promise<object> {
     const v = this.#view;
-    const listeners = v.listeners().map((l) => ({
+    const [views, workers] = await Promise.all([v.listeners(), v.workers?.()]);
+    const listeners = views.map((l) => ({
       name: l.name,
       mode: l.mode,
       address: l.address,
@@ -142,12 +143,17 @@ export class AdminApi {
       uptime_seconds: Math.round((Date.now() - v.startedAt) / 100) / 10,
       open_connections: listeners.reduce((n, l) => n + l.open_connections, 0),
       listeners,
+      ...(workers === undefined ? {} : {
+        workers: workers.map((w) => ({
+          id: w.id, pid: w.pid, phase: w.phase, started_at: iso(w.startedAt), open_connections: w.openConnections, accepted: w.accepted,
+        })),
+      }),
     };
   }
 
-  upstreams(): object {
+  async upstreams(): Promise<object> {
     return {
-      upstreams: this.#view.upstreams().map((u) => ({
+      upstreams: (await this.#view.upstreams()).map((u) => ({
         name: u.name,
         endpoints: u.endpoints.map((e) => ({
           endpoint: e.endpoint,
@@ -165,8 +171,8 @@ export class AdminApi {
     return { requests: (await this.#requestLog.query(filter)).map(toApiRow) };
   }
 
-  certificates(): object {
-    const certs = [...this.#view.certificates()].sort((a, b) => a.daysLeft - b.daysLeft || a.notAfter.getTime() - b.notAfter.getTime());
+  async certificates(): Promise<object> {
+    const certs = [...(await this.#view.certificates())].sort((a, b) => a.daysLeft - b.daysLeft || a.notAfter.getTime() - b.notAfter.getTime());
     return { certificates: certs.map(toApiCertificate) };
   }
 
@@ -176,7 +182,8 @@ export class AdminApi {
 
   async reload(): Promise<object> {
     const r = await this.#view.reload();
-    return { changed: r.changed, unchanged: r.unchanged, errors: r.errors.map((e) => ({ what: e.what, error: e.error })) };
+    const body = (x: Omit<ReloadReport, 'workers'>): object => ({ changed: x.changed, unchanged: x.unchanged, errors: x.errors.map((e) => ({ what: e.what, error: e.error })) });
+    return r.workers === undefined ? body(r) : { ...body(r), workers: r.workers.map((w) => ({ id: w.id, pid: w.pid, ...body(w) })) };
   }
 }
 

@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestRecord } from '../http/context.ts';
 import type { ProxyEvents, ProxyView } from './types.ts';
 
-const PREFIX = 'mtls_proxy_';
+export const PREFIX = 'mtls_proxy_';
 
 // Proxied requests span sub-millisecond cache-like answers to long uploads; 30s is the default
 // response_header timeout, beyond which the exact value no longer matters for alerting.
@@ -76,12 +76,43 @@ const DEFAULT_COLLECTORS = [
 type Collector = (registry: Registry, config: Record<string, unknown>) => void;
 const requirePromClient = createRequire(import.meta.url);
 
-function registerProcessMetrics(registry: Registry): void {
+export function registerProcessMetrics(registry: Registry): void {
   const config = { register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 10 };
   for (const name of DEFAULT_COLLECTORS) {
     (requirePromClient(`prom-client/lib/metrics/${name}.js`) as Collector)(registry, config);
   }
 }
+
+/**
+ * Counted where the admin listener runs: this process, or the primary of several workers.
+ * Defined once here so both export the same series.
+ */
+export function authFailuresCounter(registers: Registry[]): Counter<'reason'> {
+  return new Counter({
+    name: `${PREFIX}admin_auth_failures_total`, help: 'Admin API requests refused for authentication, by reason.',
+    labelNames: ['reason'], registers,
+  });
+}
+
+/** Scrape-time failures, by what could not be read: a gauge's name, or "worker" (a worker that did not answer). */
+export function collectErrorsCounter(registers: Registry[]): Counter<'metric'> {
+  return new Counter({
+    name: `${PREFIX}metrics_collect_errors_total`, help: 'Scrapes where reading a gauge from the proxy (metric = its name) or a worker\'s metrics (metric = "worker") failed; that part was left out, the rest exported.',
+    labelNames: ['metric'], registers,
+  });
+}
+
+/** Auth failure reasons are fixed words of the auth layer; anything else is "other". */
+export function authFailureLabel(reason: string): string {
+  return LABEL_SAFE.test(reason) ? reason : 'other';
+}
+
+// With several workers (server.workers > 1) each worker keeps this registry and the primary
+// merges them with prom-client's AggregatorRegistry.aggregate, by each metric's `aggregator`:
+// counters, histograms and the connection/pool gauges add up ("sum", the default); the
+// per-endpoint health gauge takes the minimum, so 1 means "in rotation in every worker" and
+// an alert on 0 fires as soon as one worker has taken the endpoint out; expiry timestamps
+// take the minimum too, the earliest expiry being the one to alert on.
 
 export class Metrics {
   readonly registry: Registry;
@@ -142,10 +173,7 @@ export class Metrics {
       name: `${PREFIX}tls_handshake_errors_total`, help: 'Client TLS handshakes that failed or connections refused right after it, by reason.',
       labelNames: ['listener', 'reason'], registers,
     });
-    this.#authFailures = new Counter({
-      name: `${PREFIX}admin_auth_failures_total`, help: 'Admin API requests refused for authentication, by reason.',
-      labelNames: ['reason'], registers,
-    });
+    this.#authFailures = authFailuresCounter(registers);
     this.#registerScrapeGauges(registers);
 
     events.onRequest(this.#onRequest);
@@ -162,7 +190,7 @@ export class Metrics {
   /** Counted by the admin auth layer; `reason` is one of its fixed words ("bad_credentials", ...). */
   authFailure(reason: string): void {
     if (this.#closed) return;
-    this.#authFailures.inc({ reason: LABEL_SAFE.test(reason) ? reason : 'other' });
+    this.#authFailures.inc({ reason: authFailureLabel(reason) });
   }
 
   /** Stops counting (ProxyEvents has no unsubscribe) and drops every series. Idempotent. */
@@ -274,15 +302,12 @@ export class Metrics {
     const view = this.#view;
     const limit = this.#clientCertLimit;
     // Registered after the gauges (below), so a scrape shows its own failures.
-    const failures = new Counter({
-      name: `${PREFIX}metrics_collect_errors_total`, help: 'Scrapes where reading a gauge from the proxy failed; that gauge was left empty, the rest exported.',
-      labelNames: ['metric'], registers: [],
-    });
+    const failures = collectErrorsCounter([]);
     // One failing source (a certificate that no longer parses) must not blank the whole scrape:
     // Prometheus would lose every other series with it.
-    const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>) => void): void => {
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>) => void, aggregator: 'sum' | 'min' = 'sum'): void => {
       new Gauge<L>({
-        name: `${PREFIX}${name}`, help, labelNames, registers,
+        name: `${PREFIX}${name}`, help, labelNames, registers, aggregator,
         collect() {
           this.reset();
           try {
@@ -301,7 +326,7 @@ export class Metrics {
       for (const u of view.upstreams()) {
         for (const e of u.endpoints) g.set({ upstream: u.name, endpoint: e.endpoint }, e.healthy ? 1 : 0);
       }
-    });
+    }, 'min');
     gauge('upstream_pool_connections', 'Pooled upstream connections by state: idle, busy (lent to a request), pending (requests waiting for one).', ['upstream', 'endpoint', 'state'], (g) => {
       for (const u of view.upstreams()) {
         for (const e of u.endpoints) {
@@ -329,7 +354,7 @@ export class Metrics {
         if (seen === undefined || at < seen.at) earliest.set(key, { role: c.role, subject: c.subject, at });
       }
       for (const e of earliest.values()) g.set({ role: e.role, subject: e.subject }, e.at);
-    });
+    }, 'min');
     this.registry.registerMetric(failures);
   }
 }

@@ -222,7 +222,7 @@ export class RequestLog {
   }
 
   /** Subscribes to finished requests. The subscriber only enqueues. */
-  attach(events: ProxyEvents): void {
+  attach(events: Pick<ProxyEvents, 'onRequest'>): void {
     events.onRequest(this.#enqueue);
   }
 

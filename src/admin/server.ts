@@ -14,7 +14,7 @@ import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { AdminApi, ApiError, formatHostPort, type RequestLogLike } from './api.ts';
 import { BasicAuth, WWW_AUTHENTICATE, type AuthFailureReason } from './auth.ts';
-import type { ProxyView } from './types.ts';
+import type { AdminView } from './types.ts';
 
 export type { RequestLogLike } from './api.ts';
 
@@ -26,7 +26,7 @@ export interface MetricsLike {
 
 export interface AdminServerOptions {
   config: AdminConfig;
-  view: ProxyView;
+  view: AdminView;
   metrics: MetricsLike | null;
   requestLog: RequestLogLike | null;
   logger: Logger;
@@ -98,7 +98,7 @@ interface Route {
 /** The admin plane's HTTP server; start after the pools, stop after the listeners drained. */
 export class AdminServer {
   readonly #config: AdminConfig;
-  readonly #view: ProxyView;
+  readonly #view: AdminView;
   readonly #metrics: MetricsLike | null;
   readonly #log: Logger;
   readonly #api: AdminApi;
@@ -132,11 +132,11 @@ export class AdminServer {
 
   #buildRoutes(): Map<string, Route> {
     const api = this.#api;
-    const json = (body: () => object) => (x: Exchange): void => sendJson(x.res, 200, body());
+    const json = (body: () => Promise<object> | object) => async (x: Exchange): Promise<void> => sendJson(x.res, 200, await body());
     return new Map<string, Route>([
       ['/healthz', { auth: false, methods: { GET: ({ res }) => send(res, 200, 'text/plain; charset=utf-8', 'ok') } }],
-      ['/readyz', { auth: false, methods: { GET: ({ res }) => {
-        const r = this.#view.readiness();
+      ['/readyz', { auth: false, methods: { GET: async ({ res }) => {
+        const r = await this.#view.readiness();
         sendJson(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons });
       } } }],
       ['/metrics', { auth: false, methods: { GET: async ({ res }) => {

@@ -39,6 +39,8 @@ export interface CertificateView {
 }
 
 export interface ReloadReport {
+  /** With several workers: each worker's own report (the lists above are merged from them). */
+  workers?: Array<{ id: number; pid: number } & Omit<ReloadReport, 'workers'>>;
   /** Key paths whose files changed and were applied ("listeners.edge.tls"). */
   changed: string[];
   unchanged: string[];
@@ -65,6 +67,38 @@ export interface ProxyView {
   readiness(): Readiness;
   /** Same as SIGHUP. */
   reload(): Promise<ReloadReport>;
+}
+
+/** One worker process of a multi-process proxy (server.workers > 1), as /api/status lists it. */
+export interface WorkerView {
+  /** node:cluster's worker id: unique for the primary's lifetime, a replacement gets a new one. */
+  id: number;
+  pid: number;
+  phase: Phase;
+  /** ms since the epoch. */
+  startedAt: number;
+  openConnections: number;
+  accepted: number;
+}
+
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * What the admin listener serves from. A single process answers from its own state (ProxyServer
+ * is one); the primary of several workers asks them over IPC, hence the promises.
+ */
+export interface AdminView {
+  readonly version: string;
+  readonly startedAt: number;
+  readonly phase: Phase;
+  readonly config: Config;
+  listeners(): Awaitable<ListenerView[]>;
+  upstreams(): Awaitable<UpstreamView[]>;
+  certificates(): Awaitable<CertificateView[]>;
+  readiness(): Awaitable<Readiness>;
+  reload(): Promise<ReloadReport>;
+  /** Only with several workers: one entry per worker process. */
+  workers?(): Promise<WorkerView[]>;
 }
 
 /**
