@@ -3,7 +3,7 @@
 // a locked or unusable file, and the row of a real proxied request carrying its X-Request-Id.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
@@ -231,6 +231,22 @@ test('queries and retention run on the reader thread: the event loop keeps turni
   assert.deepEqual((await log.query({ limit: 10 })).map((r) => r.id), ['kept']);
   await log.close();
   await assert.rejects(log.query({ limit: 1 }), /closed/, 'a closed log answers no queries');
+});
+
+test('the reader thread checkpoints the WAL into the database file; the writer never does', async () => {
+  const cfg = config();
+  const log = RequestLog.open(cfg, silentLogger, { queueLimit: 10_000 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const size = (): number => statSync(cfg.path).size;
+  const before = size();
+  for (let i = 0; i < 3000; i++) events.emit(record({ id: `w${i}` }));
+  log.flush();
+  assert.equal(size(), before, 'the flush wrote to the WAL only');
+  const t0 = Date.now();
+  while (size() === before && Date.now() - t0 < 5000) await sleep(50);
+  assert.ok(size() > before + 100_000, `the checkpoint copied the pages into the file (${before} -> ${size()} bytes)`);
+  await log.close();
 });
 
 test('a database locked by another connection is a ConfigError naming request_log.path', async () => {

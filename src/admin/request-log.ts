@@ -175,6 +175,9 @@ export class RequestLog {
       db.exec(SCHEMA);
       db.exec('COMMIT');
       db.pragma(`busy_timeout = ${RUN_BUSY_TIMEOUT_MS}`);
+      // The reader thread checkpoints the WAL (copying pages into the file and fsyncing it):
+      // with SQLite's default this writer would, inside a flush, every 1000 pages.
+      db.pragma('wal_autocheckpoint = 0');
       return new RequestLog(db, cfg, logger, opts);
     } catch (err) {
       db.close();
@@ -316,6 +319,8 @@ export class RequestLog {
   };
 
   #readerStopped(err: Error): void {
+    // nobody checkpoints any more: the writer goes back to SQLite's own, so the WAL stays bounded
+    if (this.#readerError === null && this.#db.open) this.#db.pragma('wal_autocheckpoint = 1000');
     this.#readerError ??= err;
     for (const p of this.#pending.values()) p.reject(this.#readerError);
     this.#pending.clear();
