@@ -8,6 +8,21 @@ import type { HeaderList } from './headers.ts';
 // Bytes a header line costs beyond its name and value: ": " and CRLF.
 const LINE_OVERHEAD = 4;
 
+/**
+ * The value without trailing SP/HTAB. RFC 9112 §5.1: OWS around a field value is not part of
+ * it; llhttp drops the leading OWS but hands over the trailing one, and "localhost " must not
+ * route differently from the "localhost" every origin reads (found by the differential fuzzer).
+ */
+function trimTrailingOws(v: string): string {
+  let end = v.length;
+  while (end > 0) {
+    const c = v.charCodeAt(end - 1);
+    if (c !== 0x20 && c !== 0x09) break;
+    end--;
+  }
+  return end === v.length ? v : v.slice(0, end);
+}
+
 export class RequestHead {
   method = '';
   target = '';
@@ -107,7 +122,7 @@ export class RequestHead {
 
   #push(): void {
     if (!this.#trailers && this.#field !== '') {
-      this.headers.push(this.#field, this.#value);
+      this.headers.push(this.#field, trimTrailingOws(this.#value));
       this.lower.push(this.#field.toLowerCase());
     }
     this.#field = '';
@@ -133,7 +148,17 @@ export class RequestHead {
         hosts++;
         this.host = headers[2 * i + 1] ?? '';
       } else if (name === 'transfer-encoding') {
-        this.chunked = true; // llhttp already refused anything but a final "chunked"
+        const te = (headers[2 * i + 1] ?? '').toLowerCase();
+        if (te !== 'chunked') {
+          // llhttp refuses a request whose codings don't end in chunked only after this callback
+          // (RFC 9112 §6.3 rule 4: 400). One that does ("gzip, chunked") has a coding we don't
+          // implement, and re-framing it as plain chunked would hand the origin gzip bytes as the
+          // content: 501 (RFC 9112 §6.1).
+          return te.slice(te.lastIndexOf(',') + 1).replace(/^[ \t]+|[ \t]+$/g, '') === 'chunked'
+            ? new ProxyError('TRANSFER_CODING_NOT_IMPLEMENTED', 'a transfer coding other than chunked is not implemented')
+            : new ProxyError('AMBIGUOUS_FRAMING', 'Transfer-Encoding does not end in chunked');
+        }
+        this.chunked = true;
       } else if (name === 'content-length') {
         this.contentLength = Number(headers[2 * i + 1]);
       } else if (name === 'expect' && (headers[2 * i + 1] ?? '').toLowerCase() === '100-continue') {
