@@ -313,7 +313,8 @@ export class Exchange {
   }
 
   #pushHeader(): void {
-    this.#rh.push(this.#rhField, this.#rhValue);
+    // RFC 9112 §5.1: trailing OWS is not part of the value (llhttp leaves it in)
+    this.#rh.push(this.#rhField, this.#rhValue.replace(/[ \t]+$/, ''));
     this.#rhField = '';
     this.#rhValue = '';
     this.#rhInValue = false;
@@ -345,6 +346,7 @@ export class Exchange {
     }
     this.#interim = false;
     this.#upstreamKeepAlive = keepAlive;
+    if (!this.#plainFraming()) return -1;
     const head = this.#responseHead(status);
     this.#responseStarted = true;
     this.#writeClient(head);
@@ -359,6 +361,25 @@ export class Exchange {
       if (!isHopByHop(lower)) s += `${rh[i]}: ${rh[i + 1]}\r\n`;
     }
     return s + CRLF;
+  }
+
+  /**
+   * One Transfer-Encoding, exactly "chunked", or none. llhttp frames "chunked, chunked" or
+   * "gzip, chunked" as chunked and "gzip" as close-delimited; forwarding any of them re-framed as
+   * plain chunked would hand the client a body that differs from what the upstream meant (RFC
+   * 9112 §6.1: we implement no other transfer coding; HAProxy answers these with 502 too).
+   */
+  #plainFraming(): boolean {
+    const rh = this.#rh;
+    let codings = 0;
+    for (let i = 0; i < rh.length; i += 2) {
+      if (rh[i]!.toLowerCase() !== 'transfer-encoding') continue;
+      if (++codings > 1 || rh[i + 1]!.toLowerCase() !== 'chunked') {
+        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response has a transfer coding other than "chunked"`);
+        return false;
+      }
+    }
+    return true;
   }
 
   #responseHead(status: number): string {
@@ -389,8 +410,10 @@ export class Exchange {
       const name = rh[i]!;
       const lower = name.toLowerCase();
       if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
-      // with HEAD, Content-Length describes the GET body: kept as sent (RFC 9110 §9.3.2)
-      s += `${name}: ${rh[i + 1]}\r\n`;
+      // with HEAD, Content-Length describes the GET body: kept (RFC 9110 §9.3.2), in canonical
+      // digits ("005" is 5 to llhttp; a client reading it as octal must not see it)
+      if (lower === 'content-length') s += `${name}: ${rh[i + 1]!.replace(/^0+(?=\d)/, '')}\r\n`;
+      else s += `${name}: ${rh[i + 1]}\r\n`;
     }
     s += `x-request-id: ${this.init.id}\r\n`;
     if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
