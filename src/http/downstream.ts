@@ -313,7 +313,10 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   #updateReading(): void {
     const s = this.socket;
     const ex = this.#exchange;
-    const stop = this.#closing || this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected);
+    // Closing: keep reading (#onData discards) so the client's FIN is seen and the socket freed
+    // at once, the lingering close of RFC 9112 §9.6 (paused, the socket waited out the 5 s timer
+    // and then reset); found by the corpus replay's open-connection check.
+    const stop = !this.#closing && (this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected));
     if (stop) {
       if (!s.isPaused()) s.pause();
     } else if (s.isPaused()) {
