@@ -40,7 +40,7 @@ interface ClientOutcome {
   error: string | null;
 }
 
-const ANSWER_TIMEOUT_MS = 4000;
+const ANSWER_TIMEOUT_MS = 2500;
 const KEEPALIVE_GRACE_MS = 150;
 const SETTLE_MS = 60;
 
