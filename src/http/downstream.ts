@@ -251,6 +251,8 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   }
 
   onMessageComplete(): number {
+    const err = this.#head.endOfMessage();
+    if (err !== null) return this.#check(err);
     this.#exchange?.markRequestComplete();
     return ERR.PAUSED;
   }
