@@ -339,6 +339,7 @@ export class Exchange {
         this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
         return -1;
       }
+      if (!this.#validReason()) return -1;
       this.#interim = true;
       // 1xx go to HTTP/1.1 clients only (RFC 9110 §15.2); 100 Continue is what Expect waits for
       if (this.init.clientMinor === 1) this.#writeClient(this.#interimHead());
@@ -346,7 +347,7 @@ export class Exchange {
     }
     this.#interim = false;
     this.#upstreamKeepAlive = keepAlive;
-    if (!this.#plainFraming()) return -1;
+    if (!this.#plainFraming() || !this.#validReason()) return -1;
     const head = this.#responseHead(status);
     this.#responseStarted = true;
     this.#writeClient(head);
@@ -380,6 +381,17 @@ export class Exchange {
       }
     }
     return true;
+  }
+
+  /**
+   * RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp lets a NUL or other
+   * control byte through, and the reason is written to the client as is (found by the
+   * response-side fuzzer): 502 rather than a status line a client may cut or misread.
+   */
+  #validReason(): boolean {
+    if (!/[^\t\x20-\x7e\x80-\xff]/.test(this.#reason)) return true;
+    this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream status line has a control byte in its reason phrase');
+    return false;
   }
 
   #responseHead(status: number): string {
@@ -467,7 +479,10 @@ export class Exchange {
     this.#done = true;
     this.#clearTimer();
     const lease = this.#lease!;
-    const reusable = this.#requestSent && this.#upstreamKeepAlive && !this.#extraBytes && this.#mode !== 'close';
+    // llhttp's verdict after the whole message, not only the head's: a `Connection: close` (or a
+    // Transfer-Encoding) trailer makes it refuse any later response on the connection, which the
+    // next request borrowing it from the pool would get as a 502 (found by the response-side fuzzer)
+    const reusable = this.#requestSent && this.#upstreamKeepAlive && lease.conn.parser!.shouldKeepAlive && !this.#extraBytes && this.#mode !== 'close';
     if (reusable) lease.pool.release(lease.conn);
     else lease.pool.destroy(lease.conn);
     this.#down.exchangeDone(this, !this.#closeClient && this.#requestComplete);
