@@ -194,8 +194,14 @@ export function nodeParseResponse(raw: Buffer, eof: boolean): Promise<NodeRespon
       },
     });
     const timer = setTimeout(() => done({ kind: 'incomplete' }), eof ? 1000 : 100);
-    const req = http.request({ method: 'GET', path: '/r', headers: { host: 'localhost' }, createConnection: () => socket as unknown as Socket, insecureHTTPParser: false });
+    const req = http.request({ method: 'GET', path: '/r', headers: { host: 'localhost' }, createConnection: () => socket as unknown as Socket, insecureHTTPParser: false, maxHeaderSize: 1 << 20 });
+    let gotResponse = false;
+    let error: string | null = null;
     req.on('response', (res) => {
+      gotResponse = true;
+      // bytes after a complete response make Node report an error before the response's own
+      // 'end'; the first response is still what the upstream sent (the rest answers nothing)
+      res.on('close', () => done(error !== null ? { kind: 'error', code: error } : { kind: 'incomplete' }));
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => {
@@ -206,7 +212,10 @@ export function nodeParseResponse(raw: Buffer, eof: boolean): Promise<NodeRespon
       res.on('error', () => done({ kind: 'incomplete' }));
     });
     req.on('upgrade', () => done({ kind: 'error', code: 'upgrade' }));
-    req.on('error', (e: NodeJS.ErrnoException) => done({ kind: 'error', code: e.code ?? e.message }));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+      if (!gotResponse) done({ kind: 'error', code: error });
+    });
     req.end();
     setImmediate(() => {
       socket.push(raw);

@@ -152,6 +152,11 @@ export class RecordingOrigin {
     conn.socket.write(m.method === 'HEAD' ? head : head + body, 'latin1');
   }
 
+  /** Cut every connection to the proxy (an upstream going away). */
+  dropConnections(): void {
+    for (const c of this.#conns) c.socket.destroy();
+  }
+
   async close(): Promise<void> {
     for (const c of this.#conns) c.socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

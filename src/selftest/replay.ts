@@ -47,7 +47,7 @@ const SETTLE_MS = 60;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Responses in `bytes`, parsed strictly; the n-th answers a HEAD when the origin's n-th message was one. */
-export function parseResponses(bytes: Buffer, closed: boolean, origin: readonly CanonicalMessage[]): { responses: CanonicalMessage[]; rest: 'none' | 'cut' | string } {
+export function parseResponses(bytes: Buffer, closed: boolean, origin: ReadonlyArray<{ method: string }>): { responses: CanonicalMessage[]; rest: 'none' | 'cut' | string } {
   const responses: CanonicalMessage[] = [];
   let off = 0;
   while (off < bytes.length) {
