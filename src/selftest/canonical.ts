@@ -33,7 +33,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^([\x21-\x7e\x80-\xff]([\x20\x09\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/1\.1$/;
 const STATUS_LINE = /^HTTP\/1\.1 ([1-9]\d\d) ([\x20\x09\x21-\x7e\x80-\xff]*)$/;
-const DIGITS = /^(0|[1-9]\d{0,15})$/;
+const DIGITS = /^(0|[1-9]\d*)$/;
 const CHUNK_SIZE = /^(0|[1-9a-f][0-9a-f]{0,12})$/;
 const CRLF = Buffer.from('\r\n');
 
