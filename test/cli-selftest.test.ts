@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -46,6 +46,17 @@ test('selftest on the pki init config prints an all-pass table and exits 0', asy
   assert.ok(table.every((row) => row.result === 'pass'));
   assert.match(r.stdout, new RegExp(`^${CASES} passed, 0 failed \\(${CASES} cases, listener "edge"\\)$`, 'm'));
   assert.ok(!hasStackTrace(r.stderr), r.stderr);
+});
+
+test('selftest follows the config: its limits size the limit cases, its routes (strip_prefix, a second upstream) map the targets', async (t) => {
+  const config = await demoConfig(t);
+  const text = readFileSync(config, 'utf8')
+    .replace('[listeners.edge.tls]', '[listeners.edge.limits]\n  max_header_size = "16KiB"\n  max_headers = 40\n  max_uri_length = "2KiB"\n  [[listeners.edge.routes]]\n  path_prefix = "/p"\n  upstream = "other"\n  strip_prefix = true\n  [listeners.edge.tls]')
+    .concat('\n[upstreams.other]\nendpoints = ["127.0.0.1:9"]\n  [upstreams.other.tls]\n  cert = "client.pem"\n  key = "client-key.pem"\n  ca = "ca.pem"\n  server_name = "localhost"\n');
+  writeFileSync(config, text);
+  const r = await runCli(['selftest', '-c', config]);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, new RegExp(`^${CASES} passed, 0 failed `, 'm'));
 });
 
 test('a weakened build (lenient llhttp) makes selftest report failures and exit 1', async (t) => {
