@@ -46,6 +46,10 @@ interface WorkerModule {
 interface DemoModule {
   runDemo(): Promise<void>;
 }
+interface SelftestModule {
+  runSelftest(config: Config, opts?: { onResult?: (r: { pass: boolean }) => void }): Promise<{ failed: number }>;
+  formatReport(report: unknown): string;
+}
 interface BcryptModule {
   hash(data: string, rounds: number): Promise<string>;
 }
@@ -184,6 +188,24 @@ function buildProgram(): Command {
     .option('-c, --config <file>', 'config file (or $MTLS_PROXY_CONFIG)', defaultConfig)
     .action((opts: { config: string }) => {
       loadAndCheck(opts.config, { quietWhenOk: false });
+    });
+
+  program
+    .command('selftest')
+    .description('replay the bundled smuggling/conformance corpus through a listener of that config against a recording origin; exit 1 on any fail')
+    .option('-c, --config <file>', 'config file (or $MTLS_PROXY_CONFIG)', defaultConfig)
+    .action(async (opts: { config: string }) => {
+      const { config } = loadConfigFile(opts.config);
+      const selftest = withFunction<SelftestModule>(await importModule('./selftest/run.ts'), 'runSelftest', 'src/selftest/run.ts');
+      process.stderr.write('selftest: the first http listener on 127.0.0.1 (ephemeral port), its upstreams on a recording origin, TLS from a throwaway PKI\n');
+      let report: { failed: number };
+      try {
+        report = await selftest.runSelftest(config);
+      } catch (err) {
+        throw new StartFailure('selftest failed', { cause: err });
+      }
+      process.stdout.write(selftest.formatReport(report));
+      if (report.failed > 0) throw new ReportedFailure(`${report.failed} failed`);
     });
 
   program

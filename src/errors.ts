@@ -9,6 +9,7 @@ export const ErrorCodes = {
   BAD_REQUEST: { status: 400, source: 'downstream', retryable: false },
   AMBIGUOUS_FRAMING: { status: 400, source: 'downstream', retryable: false },
   BAD_METHOD: { status: 400, source: 'downstream', retryable: false },
+  TRANSFER_CODING_NOT_IMPLEMENTED: { status: 501, source: 'downstream', retryable: false },
   URI_TOO_LONG: { status: 414, source: 'downstream', retryable: false },
   HEADERS_TOO_LARGE: { status: 431, source: 'downstream', retryable: false },
   TOO_MANY_HEADERS: { status: 431, source: 'downstream', retryable: false },

@@ -10,15 +10,13 @@ import { formatXfcc } from '../net/identity.ts';
 import type { ListenerContext, RequestRecord } from './context.ts';
 import { Exchange, type DownstreamPort } from './exchange.ts';
 import { clientAddress, newRequestId } from './headers.ts';
-import { ERR, HttpParser, TYPE_REQUEST, errorName, type ParserHandler } from './llhttp.ts';
+import { ERR, HttpParser, TYPE_REQUEST, type ParserHandler } from './llhttp.ts';
+import { requestParseError } from './parse-error.ts';
 import { CLIENT_CLOSED_STATUS, localResponse } from './local-response.ts';
 import { normaliseTarget, requestIdOf, upstreamHead } from './request-filters.ts';
 import { RequestHead } from './request-head.ts';
 
 type TimerKind = 'header' | 'idle' | 'none';
-
-/** llhttp errors that are about message framing (RFC 9112 §6.3): smuggling vectors. */
-const FRAMING_ERRORS = new Set(['HPE_INVALID_TRANSFER_ENCODING', 'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_INVALID_CONTENT_LENGTH', 'HPE_INVALID_CHUNK_SIZE']);
 
 export class DownstreamConnection implements ParserHandler, DownstreamPort {
   readonly socket: TLSSocket;
@@ -114,19 +112,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   }
 
   #parseFailed(ret: number): void {
-    let err = this.#error;
-    if (err === null) {
-      const name = errorName(ret);
-      const reason = this.#parser.errorReason;
-      if (ret === ERR.INVALID_VERSION) {
-        const major = this.#parser.httpMajor;
-        const minor = this.#parser.httpMinor;
-        err = major === 1 && minor <= 1 ? new ProxyError('BAD_REQUEST', reason) : new ProxyError('VERSION_NOT_SUPPORTED', `HTTP/${major}.${minor} is not supported`);
-      } else if (ret === ERR.PAUSED_H2_UPGRADE) err = new ProxyError('VERSION_NOT_SUPPORTED', 'HTTP/2 is not supported on this listener');
-      else if (ret === ERR.INVALID_METHOD) err = new ProxyError('BAD_METHOD', reason);
-      else if (FRAMING_ERRORS.has(name)) err = new ProxyError('AMBIGUOUS_FRAMING', `${reason} (${name})`);
-      else err = new ProxyError('BAD_REQUEST', `${reason} (${name})`);
-    }
+    const err = this.#error ?? requestParseError(this.#parser, ret);
     this.#toStart = null;
     const ex = this.#exchange;
     if (ex !== null) {
@@ -265,6 +251,8 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   }
 
   onMessageComplete(): number {
+    const err = this.#head.endOfMessage();
+    if (err !== null) return this.#check(err);
     this.#exchange?.markRequestComplete();
     return ERR.PAUSED;
   }
@@ -313,7 +301,10 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   #updateReading(): void {
     const s = this.socket;
     const ex = this.#exchange;
-    const stop = this.#closing || this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected);
+    // Closing: keep reading (#onData discards) so the client's FIN is seen and the socket freed
+    // at once, the lingering close of RFC 9112 §9.6 (paused, the socket waited out the 5 s timer
+    // and then reset); found by the corpus replay's open-connection check.
+    const stop = !this.#closing && (this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected));
     if (stop) {
       if (!s.isPaused()) s.pause();
     } else if (s.isPaused()) {

@@ -313,7 +313,8 @@ export class Exchange {
   }
 
   #pushHeader(): void {
-    this.#rh.push(this.#rhField, this.#rhValue);
+    // RFC 9112 §5.1: trailing OWS is not part of the value (llhttp leaves it in)
+    this.#rh.push(this.#rhField, this.#rhValue.replace(/[ \t]+$/, ''));
     this.#rhField = '';
     this.#rhValue = '';
     this.#rhInValue = false;
@@ -338,6 +339,7 @@ export class Exchange {
         this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
         return -1;
       }
+      if (!this.#validReason()) return -1;
       this.#interim = true;
       // 1xx go to HTTP/1.1 clients only (RFC 9110 §15.2); 100 Continue is what Expect waits for
       if (this.init.clientMinor === 1) this.#writeClient(this.#interimHead());
@@ -345,6 +347,7 @@ export class Exchange {
     }
     this.#interim = false;
     this.#upstreamKeepAlive = keepAlive;
+    if (!this.#plainFraming() || !this.#validReason()) return -1;
     const head = this.#responseHead(status);
     this.#responseStarted = true;
     this.#writeClient(head);
@@ -359,6 +362,36 @@ export class Exchange {
       if (!isHopByHop(lower)) s += `${rh[i]}: ${rh[i + 1]}\r\n`;
     }
     return s + CRLF;
+  }
+
+  /**
+   * One Transfer-Encoding, exactly "chunked", or none. llhttp frames "chunked, chunked" or
+   * "gzip, chunked" as chunked and "gzip" as close-delimited; forwarding any of them re-framed as
+   * plain chunked would hand the client a body that differs from what the upstream meant (RFC
+   * 9112 §6.1: we implement no other transfer coding; HAProxy answers these with 502 too).
+   */
+  #plainFraming(): boolean {
+    const rh = this.#rh;
+    let codings = 0;
+    for (let i = 0; i < rh.length; i += 2) {
+      if (rh[i]!.toLowerCase() !== 'transfer-encoding') continue;
+      if (++codings > 1 || rh[i + 1]!.toLowerCase() !== 'chunked') {
+        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response has a transfer coding other than "chunked"`);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp lets a NUL or other
+   * control byte through, and the reason is written to the client as is (found by the
+   * response-side fuzzer): 502 rather than a status line a client may cut or misread.
+   */
+  #validReason(): boolean {
+    if (!/[^\t\x20-\x7e\x80-\xff]/.test(this.#reason)) return true;
+    this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream status line has a control byte in its reason phrase');
+    return false;
   }
 
   #responseHead(status: number): string {
@@ -389,8 +422,10 @@ export class Exchange {
       const name = rh[i]!;
       const lower = name.toLowerCase();
       if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
-      // with HEAD, Content-Length describes the GET body: kept as sent (RFC 9110 §9.3.2)
-      s += `${name}: ${rh[i + 1]}\r\n`;
+      // with HEAD, Content-Length describes the GET body: kept (RFC 9110 §9.3.2), in canonical
+      // digits ("005" is 5 to llhttp; a client reading it as octal must not see it)
+      if (lower === 'content-length') s += `${name}: ${rh[i + 1]!.replace(/^0+(?=\d)/, '')}\r\n`;
+      else s += `${name}: ${rh[i + 1]}\r\n`;
     }
     s += `x-request-id: ${this.init.id}\r\n`;
     if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
@@ -444,7 +479,10 @@ export class Exchange {
     this.#done = true;
     this.#clearTimer();
     const lease = this.#lease!;
-    const reusable = this.#requestSent && this.#upstreamKeepAlive && !this.#extraBytes && this.#mode !== 'close';
+    // llhttp's verdict after the whole message, not only the head's: a `Connection: close` (or a
+    // Transfer-Encoding) trailer makes it refuse any later response on the connection, which the
+    // next request borrowing it from the pool would get as a 502 (found by the response-side fuzzer)
+    const reusable = this.#requestSent && this.#upstreamKeepAlive && lease.conn.parser!.shouldKeepAlive && !this.#extraBytes && this.#mode !== 'close';
     if (reusable) lease.pool.release(lease.conn);
     else lease.pool.destroy(lease.conn);
     this.#down.exchangeDone(this, !this.#closeClient && this.#requestComplete);

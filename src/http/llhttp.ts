@@ -43,6 +43,7 @@ interface LlhttpExports {
   llhttp_get_status_code(ptr: number): number;
   llhttp_should_keep_alive(ptr: number): number;
   llhttp_message_needs_eof(ptr: number): number;
+  [lenientSetter: `llhttp_set_lenient_${string}`]: (ptr: number, on: number) => void;
 }
 
 export const ERR = {
@@ -142,6 +143,20 @@ function load(): LlhttpExports {
 
 const EMPTY = Buffer.alloc(0);
 
+// llhttp's LENIENT_FLAGS bits and the setter for each (llhttp.h order).
+const LENIENT_SETTERS = ['headers', 'chunked_length', 'keep_alive', 'transfer_encoding', 'version', 'data_after_close', 'optional_lf_after_cr', 'optional_crlf_after_chunk', 'optional_cr_before_lf', 'spaces_after_chunk_size'] as const;
+let lenientForTesting = 0;
+
+/**
+ * TEST ONLY: request parsers created after this call get llhttp's lenient `flags` (bits of
+ * LENIENT_FLAGS), i.e. a deliberately weakened build, to prove that the selftest and the corpus
+ * test can fail. Nothing in src/ calls it and no config or environment reaches it: only code
+ * loaded into the process (test/support/weaken-parser.ts, through `node --import`) can.
+ */
+export function weakenRequestParsersForTesting(flags: number): void {
+  lenientForTesting = flags;
+}
+
 export class HttpParser {
   handler: ParserHandler;
   #ptr: number;
@@ -153,6 +168,11 @@ export class HttpParser {
     this.#w = load();
     this.handler = handler;
     this.#ptr = this.#w.llhttp_alloc(type);
+    if (lenientForTesting !== 0 && type === TYPE_REQUEST) {
+      for (let bit = 0; bit < LENIENT_SETTERS.length; bit++) {
+        if (lenientForTesting & (1 << bit)) this.#w[`llhttp_set_lenient_${LENIENT_SETTERS[bit]!}`]!(this.#ptr, 1);
+      }
+    }
   }
 
   /**

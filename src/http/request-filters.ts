@@ -14,6 +14,13 @@ export interface TargetForm {
   path: string;
 }
 
+// RFC 9112 §3.2 / RFC 3986 §3.2.2-3.2.3: uri-host [ ":" port ], uri-host an IP-literal or a
+// reg-name (unreserved, pct-encoded, sub-delims). No userinfo ("@"; RFC 9110 §4.2.4 says treat
+// it as an error), no path, no whitespace, no bytes above 0x7F: a Host the router and the origin
+// could read differently ("Host of troubles", HTTP Garden server bug 46) is a 400. Empty is allowed
+// (HTTP/1.0 without Host, or a URI without authority).
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|([A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(:[0-9]*)?$/;
+
 /**
  * RFC 9112 §3.2: origin-form ("/x"), absolute-form ("https://h/x": its authority wins over
  * Host, §3.2.2), asterisk-form ("*", OPTIONS only). Anything else is a 400.
@@ -22,6 +29,7 @@ export function normaliseTarget(head: RequestHead): TargetForm | ProxyError {
   const t = head.target;
   let target = t;
   let host = head.host;
+  if (!HOST.test(host)) return new ProxyError('BAD_REQUEST', 'Host is not a valid host[:port]');
   if (t.charCodeAt(0) !== 47 /* / */) {
     if (t === '*' && head.method === 'OPTIONS') {
       return { target: t, host, path: '*' };
@@ -29,6 +37,7 @@ export function normaliseTarget(head: RequestHead): TargetForm | ProxyError {
     const m = /^https?:\/\/([^/?#]+)(.*)$/i.exec(t);
     if (m === null) return new ProxyError('BAD_REQUEST', 'request target is not in origin or absolute form');
     host = m[1]!;
+    if (!HOST.test(host)) return new ProxyError('BAD_REQUEST', 'request target has an invalid authority (userinfo or bad characters)');
     target = m[2] === '' ? '/' : m[2]!;
     if (target.charCodeAt(0) !== 47) target = `/${target}`;
   }
@@ -61,10 +70,12 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
   const { lower, headers } = head;
   let named: Set<string> | null = null;
   let xff = '';
+  let length: string | null = null;
   for (let i = 0; i < lower.length; i++) {
     const name = lower[i]!;
     if (name === 'connection') named = connectionTokens(named ? [...named, headers[2 * i + 1]!] : [headers[2 * i + 1]!]);
     else if (name === 'x-forwarded-for') xff = xff ? `${xff}, ${headers[2 * i + 1]}` : headers[2 * i + 1]!;
+    else if (name === 'content-length') length = headers[2 * i + 1]!;
   }
   let s = `${head.method} ${info.target} HTTP/1.1\r\n`;
   for (let i = 0; i < lower.length; i++) {
@@ -75,6 +86,7 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
       name === 'x-forwarded-for' ||
       name === 'x-forwarded-proto' ||
       name === 'x-request-id' ||
+      name === 'content-length' ||
       (named !== null && named.has(name))
     ) {
       continue;
@@ -86,7 +98,11 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
   s += 'x-forwarded-proto: https\r\n';
   s += `x-request-id: ${info.requestId}\r\n`;
   if (info.xfcc !== null) s += `x-forwarded-client-cert: ${info.xfcc}\r\n`;
+  // framing re-declared in canonical form: "010" means ten, and no origin may read it as octal
+  // (HTTP Garden server bug 32). llhttp refused duplicates, non-digits and Content-Length with
+  // chunked; the digits are kept as a string (a Number would round lengths above 2^53).
   if (head.chunked) s += 'transfer-encoding: chunked\r\n';
+  else if (length !== null) s += `content-length: ${length.replace(/^0+(?=\d)/, '')}\r\n`;
   if (head.versionMinor === 0 && !lower.includes('host')) s += `host: ${info.host}\r\n`;
   return s + '\r\n';
 }

@@ -8,6 +8,21 @@ import type { HeaderList } from './headers.ts';
 // Bytes a header line costs beyond its name and value: ": " and CRLF.
 const LINE_OVERHEAD = 4;
 
+/**
+ * The value without trailing SP/HTAB. RFC 9112 §5.1: OWS around a field value is not part of
+ * it; llhttp drops the leading OWS but hands over the trailing one, and "localhost " must not
+ * route differently from the "localhost" every origin reads (found by the differential fuzzer).
+ */
+function trimTrailingOws(v: string): string {
+  let end = v.length;
+  while (end > 0) {
+    const c = v.charCodeAt(end - 1);
+    if (c !== 0x20 && c !== 0x09) break;
+    end--;
+  }
+  return end === v.length ? v : v.slice(0, end);
+}
+
 export class RequestHead {
   method = '';
   target = '';
@@ -29,6 +44,7 @@ export class RequestHead {
   #inValue = false;
   #count = 0;
   #trailers = false;
+  #trailerFraming = false;
 
   constructor(limits: ListenerLimits) {
     this.#limits = limits;
@@ -58,6 +74,7 @@ export class RequestHead {
     this.#inValue = false;
     this.#count = 0;
     this.#trailers = false;
+    this.#trailerFraming = false;
   }
 
   #grow(n: number): ProxyError | null {
@@ -107,12 +124,25 @@ export class RequestHead {
 
   #push(): void {
     if (!this.#trailers && this.#field !== '') {
-      this.headers.push(this.#field, this.#value);
+      this.headers.push(this.#field, trimTrailingOws(this.#value));
       this.lower.push(this.#field.toLowerCase());
+    } else if (this.#trailers) {
+      const name = this.#field.toLowerCase();
+      if (name === 'transfer-encoding' || name === 'content-length') this.#trailerFraming = true;
     }
     this.#field = '';
     this.#value = '';
     this.#inValue = false;
+  }
+
+  /**
+   * Called from onMessageComplete. RFC 9110 §6.5.1: framing fields are not allowed in trailers.
+   * llhttp refuses most, but the wasm build in undici takes an empty `Transfer-Encoding:` trailer
+   * that Node's native llhttp refuses (found by the differential fuzzer).
+   */
+  endOfMessage(): ProxyError | null {
+    if (this.#trailers && (this.#inValue || this.#field !== '')) this.#push();
+    return this.#trailerFraming ? new ProxyError('AMBIGUOUS_FRAMING', 'a framing field in the trailer section') : null;
   }
 
   /** Called from onHeadersComplete: validates what llhttp leaves to us. */
@@ -126,6 +156,7 @@ export class RequestHead {
     this.keepAlive = keepAlive;
     this.upgrade = upgrade;
     let hosts = 0;
+    let codings: string | null = null;
     const { headers, lower } = this;
     for (let i = 0; i < lower.length; i++) {
       const name = lower[i];
@@ -133,12 +164,25 @@ export class RequestHead {
         hosts++;
         this.host = headers[2 * i + 1] ?? '';
       } else if (name === 'transfer-encoding') {
-        this.chunked = true; // llhttp already refused anything but a final "chunked"
+        codings = codings === null ? (headers[2 * i + 1] ?? '') : `${codings}, ${headers[2 * i + 1]}`;
       } else if (name === 'content-length') {
         this.contentLength = Number(headers[2 * i + 1]);
       } else if (name === 'expect' && (headers[2 * i + 1] ?? '').toLowerCase() === '100-continue') {
         this.expectContinue = true;
       }
+    }
+    if (codings !== null) {
+      // Several field lines are one list (RFC 9110 §5.3). llhttp refuses a request whose codings
+      // don't end in chunked only after this callback (RFC 9112 §6.3 rule 4: 400). One that does
+      // but has another coding too ("gzip, chunked") is one we don't implement, and re-framing it
+      // as plain chunked would hand the origin gzip bytes as the content: 501 (RFC 9112 §6.1).
+      const te = codings.toLowerCase();
+      if (te !== 'chunked') {
+        return te.slice(te.lastIndexOf(',') + 1).replace(/^[ \t]+|[ \t]+$/g, '') === 'chunked'
+          ? new ProxyError('TRANSFER_CODING_NOT_IMPLEMENTED', 'a transfer coding other than chunked is not implemented')
+          : new ProxyError('AMBIGUOUS_FRAMING', 'Transfer-Encoding does not end in chunked');
+      }
+      this.chunked = true;
     }
     // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without Host or with
     // more than one (request-smuggling vector: two hosts, two routing decisions).
