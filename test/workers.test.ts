@@ -235,8 +235,9 @@ test('workers = 2: SIGTERM drains every worker, the in-flight request finishes a
   await until('the request reached the upstream', () => c.up.seen.length, (n) => n === 1);
   await new Promise((r) => setTimeout(r, 100));
   c.proxy.child.kill('SIGTERM');
-  // While draining, the admin listener still answers: not ready.
-  const ready = await c.text('/readyz');
+  // While draining, the admin listener still answers: not ready. (The signal is delivered
+  // asynchronously: the first /readyz may be answered before the primary has seen it.)
+  const ready = await until('/readyz answers 503 while draining', () => c.text('/readyz'), (x) => x.status === 503, 5000);
   assert.equal(ready.status, 503);
   assert.match(ready.body, /draining/);
   const r = await inFlight;
