@@ -20,6 +20,7 @@ import type { ListenerContext, RequestRecord } from './http/context.ts';
 import { DownstreamConnection } from './http/downstream.ts';
 import { Router } from './http/router.ts';
 import { createLogger, type Logger } from './log.ts';
+import { installSignals as installProcessSignals } from './signals.ts';
 import type { ClientIdentity } from './net/identity.ts';
 import { Listener } from './net/listener.ts';
 import { UpstreamConnector } from './net/upstream-tls.ts';
@@ -388,21 +389,7 @@ export async function runServer(config: Config, opts: ServerOptions = {}): Promi
   return server;
 }
 
+/** SIGTERM/SIGINT drain and exit, SIGHUP reloads (src/signals.ts). */
 export function installSignals(server: ProxyServer): void {
-  const stop = (signal: string): void => {
-    server.logger.info({ signal }, 'signal received');
-    server.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        server.logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    server.logger.info({ signal: 'SIGHUP' }, 'signal received');
-    void server.reload();
-  });
+  installProcessSignals(server);
 }

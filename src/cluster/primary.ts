@@ -9,6 +9,7 @@
 // back-off while they keep dying young; during draining none is replaced.
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
+import { installSignals } from '../signals.ts';
 import { ClusterMetrics } from '../admin/cluster-metrics.ts';
 import { RequestLog } from '../admin/request-log.ts';
 import { AdminServer } from '../admin/server.ts';
@@ -408,20 +409,5 @@ export async function runPrimary(config: Config, count: number): Promise<Cluster
 }
 
 export function installPrimarySignals(primary: ClusterPrimary): void {
-  const stop = (signal: string): void => {
-    primary.logger.info({ signal }, 'signal received');
-    primary.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        primary.logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    primary.logger.info({ signal: 'SIGHUP' }, 'signal received');
-    primary.reload().catch((err: unknown) => primary.logger.error({ err }, 'reload failed'));
-  });
+  installSignals(primary);
 }
