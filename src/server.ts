@@ -190,7 +190,8 @@ export class ProxyServer implements ProxyView, ProxyEvents {
       }
       if (this.#metricsEnabled) {
         const { Metrics } = await import('./admin/metrics.ts');
-        this.#metrics = new Metrics(this, this);
+        const log = this.#requestLog;
+        this.#metrics = new Metrics(this, this, log === null ? {} : { requestLogStats: () => log.stats });
       }
       if (this.#adminEnabled && cfg.admin !== null) {
         const { AdminServer } = await import('./admin/server.ts');

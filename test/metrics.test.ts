@@ -267,3 +267,42 @@ test('a gauge source that throws is left out and counted; the rest of the scrape
   assert.equal(value(first, 'mtls_proxy_upstream_endpoint_healthy', { upstream: 'backend', endpoint: `127.0.0.1:${up.port}` }), 1);
   assert.equal(value(first, 'mtls_proxy_active_connections', { listener: 'edge' }), 0);
 });
+
+test('request log counters: rows written, dropped (queue full) and queued, read at scrape time', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { RequestLog } = await import('../src/admin/request-log.ts');
+  const { silentLogger } = await import('../src/log.ts');
+  const pki = await makeTestPki();
+  const up = await startUpstream(pki);
+  const proxy = await startProxy(pki, up.port);
+  const dir = mkdtempSync(join(tmpdir(), 'mtls-metrics-log-'));
+  // no start(): nothing flushes until the test says so; room for two rows
+  const log = RequestLog.open({ path: join(dir, 'r.sqlite'), retentionMs: 86_400_000, maxRows: 1000 }, silentLogger, { queueLimit: 2 });
+  log.attach(proxy.server);
+  const metrics = new Metrics(proxy.server, proxy.server, { requestLogStats: () => log.stats });
+  const without = new Metrics(proxy.server, proxy.server);
+  const agent = clientAgent(pki);
+  t.after(async () => {
+    agent.destroy();
+    metrics.close();
+    without.close();
+    await log.close();
+    await proxy.stop();
+    await up.close();
+    pki.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (let i = 0; i < 3; i++) assert.equal((await request(proxy.port, agent, 'GET', `/r${i}`)).status, 200);
+  const s = await until(metrics, (x) => value(x, 'mtls_proxy_request_log_rows_dropped_total', {}) === 1);
+  assert.equal(value(s, 'mtls_proxy_request_log_queue_rows', {}), 2);
+  assert.equal(value(s, 'mtls_proxy_request_log_rows_dropped_total', {}), 1);
+  assert.equal(value(s, 'mtls_proxy_request_log_rows_written_total', {}), 0);
+  log.flush();
+  const after = await scrape(metrics);
+  assert.equal(value(after, 'mtls_proxy_request_log_rows_written_total', {}), 2);
+  assert.equal(value(after, 'mtls_proxy_request_log_queue_rows', {}), 0);
+  assert.equal(value(after, 'mtls_proxy_request_log_rows_dropped_total', {}), 1);
+  assert.equal(find(await scrape(without), 'mtls_proxy_request_log_rows_written_total').length, 0, 'no request log, no series');
+});

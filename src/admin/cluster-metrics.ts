@@ -9,7 +9,8 @@
 // would be missing), fails the whole scrape when one worker does not answer within its fixed
 // 5 s, and uses a second IPC protocol beside the one the admin API already needs.
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
-import { authFailureLabel, authFailuresCounter, collectErrorsCounter, PREFIX, registerProcessMetrics } from './metrics.ts';
+import { authFailureLabel, authFailuresCounter, collectErrorsCounter, PREFIX, registerProcessMetrics, registerRequestLogMetrics } from './metrics.ts';
+import type { RequestLogStats } from './request-log.ts';
 import type { MetricsLike } from './server.ts';
 
 export interface WorkerMetricsSource {
@@ -27,13 +28,15 @@ export class ClusterMetrics implements MetricsLike {
   readonly #collectErrors: Counter<'metric'>;
   readonly #restarts: Counter;
 
-  constructor(source: WorkerMetricsSource) {
+  constructor(source: WorkerMetricsSource, requestLogStats?: () => RequestLogStats) {
     this.#source = source;
     this.contentType = this.registry.contentType;
     const registers = [this.registry];
     registerProcessMetrics(this.registry);
     this.#authFailures = authFailuresCounter(registers);
     this.#collectErrors = collectErrorsCounter(registers);
+    // the primary writes the request log of every worker
+    if (requestLogStats !== undefined) registerRequestLogMetrics(registers, requestLogStats);
     this.#restarts = new Counter({
       name: `${PREFIX}worker_restarts_total`, help: 'Worker processes that exited unexpectedly and were replaced.', registers,
     });

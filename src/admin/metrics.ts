@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestRecord } from '../http/context.ts';
+import type { RequestLogStats } from './request-log.ts';
 import type { ProxyEvents, ProxyView } from './types.ts';
 
 export const PREFIX = 'mtls_proxy_';
@@ -59,6 +60,36 @@ interface ListenerSeries {
 export interface MetricsOptions {
   /** Most client certificates exported by the expiry gauge (most recently seen win). */
   clientCertLimit?: number;
+  /** The request log's counters, when this process writes one ([request_log]). */
+  requestLogStats?: () => RequestLogStats;
+}
+
+/**
+ * The request log's own health, read at scrape time: rows written, rows dropped because the
+ * in-memory queue was full (never silently), rows waiting for the next flush. Registered by the
+ * process that writes the log: the only process, or the primary of several workers.
+ */
+export function registerRequestLogMetrics(registers: Registry[], stats: () => RequestLogStats): void {
+  new Counter({
+    name: `${PREFIX}request_log_rows_written_total`, help: 'Request log rows written to SQLite.', registers,
+    collect() {
+      this.reset();
+      this.inc(stats().written);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}request_log_rows_dropped_total`, help: 'Request log rows dropped because the write queue was full (the proxy never waits for the log).', registers,
+    collect() {
+      this.reset();
+      this.inc(stats().dropped);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}request_log_queue_rows`, help: 'Request log rows queued in memory for the next write.', registers,
+    collect() {
+      this.set(stats().queued);
+    },
+  });
 }
 
 // prom-client's default process metrics, minus one: nodejs_gc_duration_seconds. It observes
@@ -175,6 +206,7 @@ export class Metrics {
     });
     this.#authFailures = authFailuresCounter(registers);
     this.#registerScrapeGauges(registers);
+    if (opts.requestLogStats !== undefined) registerRequestLogMetrics(registers, opts.requestLogStats);
 
     events.onRequest(this.#onRequest);
     events.onUpstreamConnect(this.#onConnect);

@@ -109,7 +109,8 @@ export class ClusterPrimary implements AdminView {
         this.#requestLog.start();
       }
       if (cfg.admin !== null) {
-        this.#metrics = new ClusterMetrics({ workerMetrics: () => this.#workerMetrics(), runningWorkers: () => this.#running().length });
+        const log = this.#requestLog;
+        this.#metrics = new ClusterMetrics({ workerMetrics: () => this.#workerMetrics(), runningWorkers: () => this.#running().length }, log === null ? undefined : () => log.stats);
         this.#admin = new AdminServer({ config: cfg.admin, view: this, metrics: this.#metrics, requestLog: this.#requestLog, logger: this.logger });
         this.logger.info({ admin: formatAddress(await this.#admin.listen()) }, 'admin listening');
       }
