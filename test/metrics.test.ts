@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metrics } from '../src/admin/metrics.ts';
 import type { ProxyView } from '../src/admin/types.ts';
+import { proxyFixture } from './support/fixture.ts';
 import { makeTestPki, type TestPki } from './support/pki.ts';
 import { clientAgent, request, startProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
@@ -71,18 +72,9 @@ function connectWithoutCert(pki: TestPki, port: number): Promise<void> {
 }
 
 test('metrics after real traffic: requests, durations, bytes, connections, pools, TLS errors, expiry, defaults', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
-  const proxy = await startProxy(pki, up.port, { tls: { client_auth: 'require' } });
+  const { pki, up, proxy, agent } = await proxyFixture(t, { tls: { client_auth: 'require' } });
   const metrics = new Metrics(proxy.server, proxy.server);
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    metrics.close();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  t.after(() => metrics.close());
   const endpoint = `127.0.0.1:${up.port}`;
 
   for (let i = 0; i < 3; i++) assert.equal((await request(proxy.port, agent, 'GET', '/ok')).status, 200);
@@ -141,18 +133,9 @@ test('metrics after real traffic: requests, durations, bytes, connections, pools
 });
 
 test('cardinality: distinct paths add no series, unknown methods share "OTHER"', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
-  const proxy = await startProxy(pki, up.port);
+  const { proxy, agent } = await proxyFixture(t);
   const metrics = new Metrics(proxy.server, proxy.server);
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    metrics.close();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  t.after(() => metrics.close());
   const series = (s: Sample[]): number => find(s, 'mtls_proxy_requests_total').length + find(s, 'mtls_proxy_request_duration_seconds_count').length;
   await request(proxy.port, agent, 'GET', '/first');
   const before = await until(metrics, (x) => find(x, 'mtls_proxy_requests_total').length === 1);
@@ -173,19 +156,10 @@ test('cardinality: distinct paths add no series, unknown methods share "OTHER"',
 });
 
 test('a bad endpoint: 502 counted, connect errors counted, endpoint unhealthy', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
   // Port 1 on loopback: nothing listens, the connect is refused at once.
-  const proxy = await startProxy(pki, up.port, { endpoints: ['127.0.0.1:1'] });
+  const { proxy, agent } = await proxyFixture(t, { endpoints: ['127.0.0.1:1'] });
   const metrics = new Metrics(proxy.server, proxy.server);
-  const agent = clientAgent(pki);
-  t.after(async () => {
-    agent.destroy();
-    metrics.close();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  t.after(() => metrics.close());
   assert.equal((await request(proxy.port, agent, 'GET', '/down')).status, 502);
   const bad = { listener: 'edge', upstream: 'backend', method: 'GET', code: '502' };
   const s = await until(metrics, (x) => value(x, 'mtls_proxy_requests_total', bad) === 1);
@@ -274,24 +248,17 @@ test('request log counters: rows written, dropped (queue full) and queued, read 
   const { join } = await import('node:path');
   const { RequestLog } = await import('../src/admin/request-log.ts');
   const { silentLogger } = await import('../src/log.ts');
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
-  const proxy = await startProxy(pki, up.port);
+  const { proxy, agent } = await proxyFixture(t);
   const dir = mkdtempSync(join(tmpdir(), 'mtls-metrics-log-'));
   // no start(): nothing flushes until the test says so; room for two rows
   const log = RequestLog.open({ path: join(dir, 'r.sqlite'), retentionMs: 86_400_000, maxRows: 1000 }, silentLogger, { queueLimit: 2 });
   log.attach(proxy.server);
   const metrics = new Metrics(proxy.server, proxy.server, { requestLogStats: () => log.stats });
   const without = new Metrics(proxy.server, proxy.server);
-  const agent = clientAgent(pki);
   t.after(async () => {
-    agent.destroy();
     metrics.close();
     without.close();
     await log.close();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });
   for (let i = 0; i < 3; i++) assert.equal((await request(proxy.port, agent, 'GET', `/r${i}`)).status, 200);
