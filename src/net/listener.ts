@@ -201,6 +201,9 @@ export class Listener {
     const verdict = socket.authorizationError;
     const reason = verdict ? tlsErrorReason(Object.assign(new Error(String(verdict)), { code: String(verdict) })) : tlsErrorReason(err);
     this.#countTlsError(reason, err);
+    // Node reports a handshake timeout here and nothing more: the socket stays open (and a
+    // half-closed one sits in CLOSE-WAIT) until the peer goes away. Close it ourselves.
+    socket.destroy();
   };
 
   readonly #onServerError = (err: Error): void => {
