@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import { makeTestPki } from './support/pki.ts';
 import { startUpstream } from './support/upstream.ts';
 import { startProxy, clientAgent, request } from './support/proxy.ts';
@@ -129,4 +130,37 @@ test('chunked upstream response cut mid-body -> client connection closed without
     }).on('error', () => resolve('request error'));
   });
   assert.notEqual(outcome, 'complete');
+});
+
+test('bytes after a Content-Length body are dropped and the upstream connection is not reused', async (t) => {
+  const pki = await makeTestPki();
+  // a raw upstream answering every request with its response plus a second, unasked-for one
+  let connections = 0;
+  const up = tls.createServer({ cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, requestCert: true }, (s) => {
+    connections++;
+    let buf = '';
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      while (buf.includes('\r\n\r\n')) {
+        buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!');
+      }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+  const proxy = await startProxy(pki, (up.address() as net.AddressInfo).port);
+  const agent = clientAgent(pki);
+  t.after(async () => {
+    agent.destroy();
+    await proxy.stop();
+    await new Promise<void>((r) => up.close(() => { r(); }));
+    pki.cleanup();
+  });
+  for (let i = 0; i < 3; i++) {
+    const r = await request(proxy.port, agent, 'GET', `/${i}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'hello');
+  }
+  assert.equal(connections, 3);
 });

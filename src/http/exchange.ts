@@ -97,6 +97,12 @@ export class Exchange {
   #extraBytes = false;
   #responseComplete = false;
   #clientFull = false;
+  /**
+   * Bytes of a Content-Length response body still to come. While > 0 the body bypasses the
+   * parser: chunks go to the client as they are (no copy into wasm memory, no callback per
+   * chunk), counted here; llhttp was told the message has no body (onHeadersComplete -> 1).
+   */
+  #bodyRemaining = 0;
   bytesOut = 0;
 
   // lifecycle
@@ -229,12 +235,23 @@ export class Exchange {
 
   onUpstreamChunk(chunk: Buffer): void {
     if (this.#done) return;
-    this.#responseBytesSeen = true;
     this.#lastActivity = performance.now();
+    if (this.#bodyRemaining > 0) {
+      this.#forwardBody(chunk, 0);
+      return;
+    }
+    this.#responseBytesSeen = true;
     const conn = this.#lease!.conn;
     const client = this.#client;
     client.cork();
     const ret = conn.parser!.execute(chunk);
+    if (ret === ERR.PAUSED && this.#bodyRemaining > 0) {
+      // the head of a Content-Length response: the rest of the chunk starts its body
+      const at = conn.parser!.stoppedAt;
+      if (at < chunk.length) this.#forwardBody(chunk, at);
+      client.uncork();
+      return;
+    }
     client.uncork();
     if (ret === ERR.OK) {
       if (this.#clientFull) conn.socket!.pause();
@@ -253,8 +270,32 @@ export class Exchange {
     this.#upstreamFailed(new ProxyError('UPSTREAM_BAD_RESPONSE', `invalid response from upstream: ${conn.parser!.errorReason} (${errorName(ret)})`));
   }
 
+  /** A Content-Length body's bytes from `from` on, past the parser (see #bodyRemaining). */
+  #forwardBody(chunk: Buffer, from: number): void {
+    const remaining = this.#bodyRemaining;
+    const available = chunk.length - from;
+    const n = available < remaining ? available : remaining;
+    const client = this.#client;
+    const ok = client.write(from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n));
+    this.bytesOut += n;
+    this.#bodyRemaining = remaining - n;
+    if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
+    if (this.#bodyRemaining > 0) {
+      if (this.#clientFull) this.#lease!.conn.socket!.pause();
+      return;
+    }
+    // bytes after the body answer nothing we asked: dropped, and the connection is not reused
+    if (from + n < chunk.length) this.#extraBytes = true;
+    this.#responseComplete = true;
+    this.#finish();
+  }
+
   onUpstreamEnd(): void {
     if (this.#done || this.#lease === null) return;
+    if (this.#bodyRemaining > 0) {
+      this.#upstreamFailed(new ProxyError('UPSTREAM_ABORTED', 'upstream closed in the middle of the response body'));
+      return;
+    }
     const parser = this.#lease.conn.parser!;
     if (this.#responseStarted && this.#mode !== 'none') {
       // a close-delimited body ends here (RFC 9112 §6.3 rule 8); anything else was cut short
@@ -351,7 +392,8 @@ export class Exchange {
     const head = this.#responseHead(status);
     this.#responseStarted = true;
     this.#writeClient(head);
-    return this.init.method === 'HEAD' ? 1 : 0;
+    // 1 = no body for llhttp: HEAD has none, a Content-Length body is counted by #forwardBody
+    return this.init.method === 'HEAD' || this.#bodyRemaining > 0 ? 1 : 0;
   }
 
   #interimHead(): string {
@@ -398,19 +440,26 @@ export class Exchange {
     const rh = this.#rh;
     const connection: string[] = [];
     let hasLength = false;
+    let length = 0;
     let chunked = false;
     for (let i = 0; i < rh.length; i += 2) {
       const lower = rh[i]!.toLowerCase();
       if (lower === 'connection') connection.push(rh[i + 1]!);
-      else if (lower === 'content-length') hasLength = true;
-      else if (lower === 'transfer-encoding') chunked = true;
+      else if (lower === 'content-length') {
+        hasLength = true;
+        length = Number(rh[i + 1]!); // one value, digits only: llhttp refused anything else
+      } else if (lower === 'transfer-encoding') chunked = true;
     }
     const noBody = this.init.method === 'HEAD' || status === 204 || status === 304;
     const http10 = this.init.clientMinor === 0;
     let mode: ResponseMode;
     if (noBody) mode = 'none';
     else if (chunked) mode = http10 ? 'close' : 'chunked';
-    else if (hasLength) mode = 'length';
+    else if (hasLength) {
+      mode = 'length';
+      // past 2^53 a count in a double would be wrong: llhttp keeps counting such a body
+      if (Number.isSafeInteger(length)) this.#bodyRemaining = length;
+    }
     else mode = http10 ? 'close' : 'chunked'; // close-delimited upstream: re-framed so the client connection survives
     this.#mode = mode;
     // RFC 9110 §7.6.1: headers the upstream's Connection names are hop-by-hop too
@@ -453,6 +502,7 @@ export class Exchange {
 
   onMessageComplete(): number {
     if (this.#interim) return 0; // a 1xx: the final response follows
+    if (this.#bodyRemaining > 0) return ERR.PAUSED; // the head only: #forwardBody takes the body
     this.#responseComplete = true;
     if (this.#mode === 'chunked') this.#writeClient(LAST_CHUNK);
     return ERR.PAUSED;
