@@ -9,9 +9,9 @@ import type { UpstreamConnection } from '../pool/connection.ts';
 import type { EndpointPool } from '../pool/endpoint-pool.ts';
 import type { UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
-import { isHopByHop, connectionTokens } from './headers.ts';
 import { ERR, errorName } from './llhttp.ts';
 import { CLIENT_CLOSED_STATUS } from './local-response.ts';
+import { ResponseHead } from './response-head.ts';
 
 /** What the exchange needs from the client connection that owns it. */
 export interface DownstreamPort {
@@ -60,8 +60,6 @@ const RESPONSE_HEAD_MIN = 64 * 1024;
  */
 export const BODY_BUFFER_LIMIT = 1024 * 1024;
 
-type ResponseMode = 'length' | 'chunked' | 'close' | 'none';
-
 export class Exchange {
   readonly init: ExchangeInit;
   readonly #down: DownstreamPort;
@@ -82,18 +80,11 @@ export class Exchange {
 
   // response side
   #status = 0;
-  #reason = '';
-  #rh: string[] = [];
-  #rhField = '';
-  #rhValue = '';
-  #rhInValue = false;
-  #rhBytes = 0;
+  readonly #head = new ResponseHead();
   #responseBytesSeen = false;
   #responseStarted = false;
-  #mode: ResponseMode = 'none';
   #interim = false;
   #upstreamKeepAlive = false;
-  #closeClient = false;
   #extraBytes = false;
   #responseComplete = false;
   #clientFull = false;
@@ -297,7 +288,7 @@ export class Exchange {
       return;
     }
     const parser = this.#lease.conn.parser!;
-    if (this.#responseStarted && this.#mode !== 'none') {
+    if (this.#responseStarted && this.#head.mode !== 'none') {
       // a close-delimited body ends here (RFC 9112 §6.3 rule 8); anything else was cut short
       const ret = parser.finish();
       if (this.#done) return;
@@ -321,12 +312,7 @@ export class Exchange {
 
   onMessageBegin(): number {
     this.#status = 0;
-    this.#reason = '';
-    this.#rh = [];
-    this.#rhField = '';
-    this.#rhValue = '';
-    this.#rhInValue = false;
-    this.#rhBytes = 0;
+    this.#head.reset();
     return 0;
   }
 
@@ -335,152 +321,58 @@ export class Exchange {
   }
 
   onStatus(data: Buffer, start: number, end: number): number {
-    this.#reason += data.toString('latin1', start, end);
+    this.#head.addReason(data, start, end);
     return this.#growHead(end - start);
   }
 
   onHeaderField(data: Buffer, start: number, end: number): number {
     if (this.#responseStarted) return this.#growHead(end - start); // trailers: counted, dropped
-    if (this.#rhInValue) this.#pushHeader();
-    this.#rhField += data.toString('latin1', start, end);
+    this.#head.addName(data, start, end);
     return this.#growHead(end - start + 4);
   }
 
   onHeaderValue(data: Buffer, start: number, end: number): number {
     if (this.#responseStarted) return this.#growHead(end - start);
-    this.#rhInValue = true;
-    this.#rhValue += data.toString('latin1', start, end);
+    this.#head.addValue(data, start, end);
     return this.#growHead(end - start);
   }
 
-  #pushHeader(): void {
-    // RFC 9112 §5.1: trailing OWS is not part of the value (llhttp leaves it in)
-    this.#rh.push(this.#rhField, this.#rhValue.replace(/[ \t]+$/, ''));
-    this.#rhField = '';
-    this.#rhValue = '';
-    this.#rhInValue = false;
-  }
-
   #growHead(n: number): number {
-    this.#rhBytes += n;
     const limit = Math.max(RESPONSE_HEAD_MIN, this.#down.ctx.config.limits.maxHeaderSize);
-    if (this.#rhBytes > limit) {
-      this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response head larger than ${limit} bytes`);
-      return -1;
-    }
-    return 0;
+    if (this.#head.grow(n, limit)) return 0;
+    this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response head larger than ${limit} bytes`);
+    return -1;
   }
 
   onHeadersComplete(status: number, upgrade: boolean, keepAlive: boolean): number {
-    if (this.#rhInValue || this.#rhField !== '') this.#pushHeader();
+    const head = this.#head;
+    head.end();
     this.#status = status;
-    if (status < 200) {
-      if (status === 101 || upgrade) {
-        // we never forward Upgrade, so a switch is a protocol violation by the upstream
-        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
-        return -1;
-      }
-      if (!this.#validReason()) return -1;
+    const final = status >= 200;
+    if (!final && (status === 101 || upgrade)) {
+      // we never forward Upgrade, so a switch is a protocol violation by the upstream
+      this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
+      return -1;
+    }
+    const problem = head.problem(final);
+    if (problem !== null) {
+      this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', problem);
+      return -1;
+    }
+    if (!final) {
       this.#interim = true;
       // 1xx go to HTTP/1.1 clients only (RFC 9110 §15.2); 100 Continue is what Expect waits for
-      if (this.init.clientMinor === 1) this.#writeClient(this.#interimHead());
+      if (this.init.clientMinor === 1) this.#writeClient(head.interim(status));
       return 0;
     }
     this.#interim = false;
     this.#upstreamKeepAlive = keepAlive;
-    if (!this.#plainFraming() || !this.#validReason()) return -1;
-    const head = this.#responseHead(status);
+    const text = head.final(status, this.init, this.#down.ctx.isDraining());
+    if (head.bodyLength > 0) this.#bodyRemaining = head.bodyLength;
     this.#responseStarted = true;
-    this.#writeClient(head);
+    this.#writeClient(text);
     // 1 = no body for llhttp: HEAD has none, a Content-Length body is counted by #forwardBody
     return this.init.method === 'HEAD' || this.#bodyRemaining > 0 ? 1 : 0;
-  }
-
-  #interimHead(): string {
-    let s = `HTTP/1.1 ${this.#status} ${this.#reason}\r\n`;
-    const rh = this.#rh;
-    for (let i = 0; i < rh.length; i += 2) {
-      const lower = rh[i]!.toLowerCase();
-      if (!isHopByHop(lower)) s += `${rh[i]}: ${rh[i + 1]}\r\n`;
-    }
-    return s + CRLF;
-  }
-
-  /**
-   * One Transfer-Encoding, exactly "chunked", or none. llhttp frames "chunked, chunked" or
-   * "gzip, chunked" as chunked and "gzip" as close-delimited; forwarding any of them re-framed as
-   * plain chunked would hand the client a body that differs from what the upstream meant (RFC
-   * 9112 §6.1: we implement no other transfer coding; HAProxy answers these with 502 too).
-   */
-  #plainFraming(): boolean {
-    const rh = this.#rh;
-    let codings = 0;
-    for (let i = 0; i < rh.length; i += 2) {
-      if (rh[i]!.toLowerCase() !== 'transfer-encoding') continue;
-      if (++codings > 1 || rh[i + 1]!.toLowerCase() !== 'chunked') {
-        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', `upstream response has a transfer coding other than "chunked"`);
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /**
-   * RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp lets a NUL or other
-   * control byte through, and the reason is written to the client as is (found by the
-   * response-side fuzzer): 502 rather than a status line a client may cut or misread.
-   */
-  #validReason(): boolean {
-    if (!/[^\t\x20-\x7e\x80-\xff]/.test(this.#reason)) return true;
-    this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream status line has a control byte in its reason phrase');
-    return false;
-  }
-
-  #responseHead(status: number): string {
-    const rh = this.#rh;
-    const connection: string[] = [];
-    let hasLength = false;
-    let length = 0;
-    let chunked = false;
-    for (let i = 0; i < rh.length; i += 2) {
-      const lower = rh[i]!.toLowerCase();
-      if (lower === 'connection') connection.push(rh[i + 1]!);
-      else if (lower === 'content-length') {
-        hasLength = true;
-        length = Number(rh[i + 1]!); // one value, digits only: llhttp refused anything else
-      } else if (lower === 'transfer-encoding') chunked = true;
-    }
-    const noBody = this.init.method === 'HEAD' || status === 204 || status === 304;
-    const http10 = this.init.clientMinor === 0;
-    let mode: ResponseMode;
-    if (noBody) mode = 'none';
-    else if (chunked) mode = http10 ? 'close' : 'chunked';
-    else if (hasLength) {
-      mode = 'length';
-      // past 2^53 a count in a double would be wrong: llhttp keeps counting such a body
-      if (Number.isSafeInteger(length)) this.#bodyRemaining = length;
-    }
-    else mode = http10 ? 'close' : 'chunked'; // close-delimited upstream: re-framed so the client connection survives
-    this.#mode = mode;
-    // RFC 9110 §7.6.1: headers the upstream's Connection names are hop-by-hop too
-    const named = connection.length > 0 ? connectionTokens(connection) : null;
-    this.#closeClient = !this.init.clientKeepAlive || mode === 'close' || this.#down.ctx.isDraining();
-
-    let s = `HTTP/1.1 ${status} ${this.#reason}\r\n`;
-    for (let i = 0; i < rh.length; i += 2) {
-      const name = rh[i]!;
-      const lower = name.toLowerCase();
-      if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
-      // with HEAD, Content-Length describes the GET body: kept (RFC 9110 §9.3.2), in canonical
-      // digits ("005" is 5 to llhttp; a client reading it as octal must not see it)
-      if (lower === 'content-length') s += `${name}: ${rh[i + 1]!.replace(/^0+(?=\d)/, '')}\r\n`;
-      else s += `${name}: ${rh[i + 1]}\r\n`;
-    }
-    s += `x-request-id: ${this.init.id}\r\n`;
-    if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
-    if (this.#closeClient) s += 'connection: close\r\n';
-    else if (http10) s += 'connection: keep-alive\r\n';
-    return s + CRLF;
   }
 
   onBody(data: Buffer, start: number, end: number): number {
@@ -488,7 +380,7 @@ export class Exchange {
     const view = data.subarray(start, end);
     const client = this.#client;
     let ok: boolean;
-    if (this.#mode === 'chunked') {
+    if (this.#head.mode === 'chunked') {
       client.write(n.toString(16) + CRLF, 'latin1');
       client.write(view);
       ok = client.write(CRLF, 'latin1');
@@ -504,7 +396,7 @@ export class Exchange {
     if (this.#interim) return 0; // a 1xx: the final response follows
     if (this.#bodyRemaining > 0) return ERR.PAUSED; // the head only: #forwardBody takes the body
     this.#responseComplete = true;
-    if (this.#mode === 'chunked') this.#writeClient(LAST_CHUNK);
+    if (this.#head.mode === 'chunked') this.#writeClient(LAST_CHUNK);
     return ERR.PAUSED;
   }
 
@@ -532,10 +424,10 @@ export class Exchange {
     // llhttp's verdict after the whole message, not only the head's: a `Connection: close` (or a
     // Transfer-Encoding) trailer makes it refuse any later response on the connection, which the
     // next request borrowing it from the pool would get as a 502 (found by the response-side fuzzer)
-    const reusable = this.#requestSent && this.#upstreamKeepAlive && lease.conn.parser!.shouldKeepAlive && !this.#extraBytes && this.#mode !== 'close';
+    const reusable = this.#requestSent && this.#upstreamKeepAlive && lease.conn.parser!.shouldKeepAlive && !this.#extraBytes && this.#head.mode !== 'close';
     if (reusable) lease.pool.release(lease.conn);
     else lease.pool.destroy(lease.conn);
-    this.#down.exchangeDone(this, !this.#closeClient && this.#requestComplete);
+    this.#down.exchangeDone(this, !this.#head.closeClient && this.#requestComplete);
   }
 
   /** Upstream failed: retry once (keep-alive race), answer 502/504 locally, or cut the client off. */

@@ -1,0 +1,158 @@
+// The upstream's response head, collected from llhttp's callbacks, checked, and rewritten
+// into the head the client gets: hop-by-hop fields and what Connection names removed, our
+// X-Request-Id, the framing the client side needs (RFC 9112 §6), Connection: close when the
+// client connection ends with this response. The exchange (exchange.ts) owns one per request
+// and drives it; it turns the problems reported here into 502s.
+import { isHopByHop, connectionTokens } from './headers.ts';
+
+/**
+ * How the response body reaches the client: as the upstream framed it by Content-Length,
+ * re-framed as chunks, delimited by closing the connection (HTTP/1.0 clients), or none.
+ */
+export type ResponseMode = 'length' | 'chunked' | 'close' | 'none';
+
+/** What of the request decides the response's framing. */
+export interface ResponseFor {
+  readonly id: string;
+  readonly method: string;
+  readonly clientMinor: number;
+  readonly clientKeepAlive: boolean;
+}
+
+const CRLF = '\r\n';
+
+export class ResponseHead {
+  reason = '';
+  /** Field names and values as received, alternating; a value's trailing OWS removed. */
+  fields: string[] = [];
+  #field = '';
+  #value = '';
+  #inValue = false;
+  #bytes = 0;
+  /** Set by final(). */
+  mode: ResponseMode = 'none';
+  closeClient = false;
+  /** The Content-Length body's size when it is a safe integer, else -1 (set by final()). */
+  bodyLength = -1;
+
+  /** A new message (a final response after 1xx ones too). */
+  reset(): void {
+    this.reason = '';
+    this.fields = [];
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+    this.#bytes = 0;
+  }
+
+  /** Counts `n` more bytes of head (trailers too); false once past `limit`. */
+  grow(n: number, limit: number): boolean {
+    this.#bytes += n;
+    return this.#bytes <= limit;
+  }
+
+  addReason(data: Buffer, start: number, end: number): void {
+    this.reason += data.toString('latin1', start, end);
+  }
+
+  addName(data: Buffer, start: number, end: number): void {
+    if (this.#inValue) this.#push();
+    this.#field += data.toString('latin1', start, end);
+  }
+
+  addValue(data: Buffer, start: number, end: number): void {
+    this.#inValue = true;
+    this.#value += data.toString('latin1', start, end);
+  }
+
+  /** The head is complete: the last field goes in. */
+  end(): void {
+    if (this.#inValue || this.#field !== '') this.#push();
+  }
+
+  #push(): void {
+    // RFC 9112 §5.1: trailing OWS is not part of the value (llhttp leaves it in)
+    this.fields.push(this.#field, this.#value.replace(/[ \t]+$/, ''));
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+  }
+
+  /**
+   * Why this head can't be forwarded, or null. RFC 9112 §4: reason-phrase = *( HTAB / SP /
+   * VCHAR / obs-text ); llhttp lets a NUL or other control byte through, and the reason is
+   * written to the client as is (found by the response-side fuzzer). RFC 9112 §6.1: one
+   * Transfer-Encoding, exactly "chunked", or none; llhttp frames "chunked, chunked" or
+   * "gzip, chunked" as chunked and "gzip" as close-delimited, and forwarding any of them
+   * re-framed as plain chunked would hand the client a body that differs from what the
+   * upstream meant (we implement no other transfer coding; HAProxy answers these with 502 too).
+   */
+  problem(final: boolean): string | null {
+    if (final) {
+      const f = this.fields;
+      let codings = 0;
+      for (let i = 0; i < f.length; i += 2) {
+        if (f[i]!.toLowerCase() !== 'transfer-encoding') continue;
+        if (++codings > 1 || f[i + 1]!.toLowerCase() !== 'chunked') return 'upstream response has a transfer coding other than "chunked"';
+      }
+    }
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(this.reason)) return 'upstream status line has a control byte in its reason phrase';
+    return null;
+  }
+
+  /** A 1xx as an HTTP/1.1 client gets it: end-to-end fields only. */
+  interim(status: number): string {
+    let s = `HTTP/1.1 ${status} ${this.reason}\r\n`;
+    const f = this.fields;
+    for (let i = 0; i < f.length; i += 2) {
+      if (!isHopByHop(f[i]!.toLowerCase())) s += `${f[i]}: ${f[i + 1]}\r\n`;
+    }
+    return s + CRLF;
+  }
+
+  /** The final head for the client; sets mode, closeClient and bodyLength. */
+  final(status: number, req: ResponseFor, draining: boolean): string {
+    const f = this.fields;
+    const connection: string[] = [];
+    let hasLength = false;
+    let length = 0;
+    let chunked = false;
+    for (let i = 0; i < f.length; i += 2) {
+      const lower = f[i]!.toLowerCase();
+      if (lower === 'connection') connection.push(f[i + 1]!);
+      else if (lower === 'content-length') {
+        hasLength = true;
+        length = Number(f[i + 1]!); // one value, digits only: llhttp refused anything else
+      } else if (lower === 'transfer-encoding') chunked = true;
+    }
+    const noBody = req.method === 'HEAD' || status === 204 || status === 304;
+    const http10 = req.clientMinor === 0;
+    let mode: ResponseMode;
+    if (noBody) mode = 'none';
+    else if (chunked) mode = http10 ? 'close' : 'chunked';
+    else if (hasLength) mode = 'length';
+    else mode = http10 ? 'close' : 'chunked'; // close-delimited upstream: re-framed so the client connection survives
+    this.mode = mode;
+    // past 2^53 a count in a double would be wrong: llhttp keeps counting such a body
+    this.bodyLength = mode === 'length' && Number.isSafeInteger(length) ? length : -1;
+    this.closeClient = !req.clientKeepAlive || mode === 'close' || draining;
+    // RFC 9110 §7.6.1: fields the upstream's Connection names are hop-by-hop too
+    const named = connection.length > 0 ? connectionTokens(connection) : null;
+
+    let s = `HTTP/1.1 ${status} ${this.reason}\r\n`;
+    for (let i = 0; i < f.length; i += 2) {
+      const name = f[i]!;
+      const lower = name.toLowerCase();
+      if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
+      // with HEAD, Content-Length describes the GET body: kept (RFC 9110 §9.3.2), in canonical
+      // digits ("005" is 5 to llhttp; a client reading it as octal must not see it)
+      if (lower === 'content-length') s += `${name}: ${f[i + 1]!.replace(/^0+(?=\d)/, '')}\r\n`;
+      else s += `${name}: ${f[i + 1]}\r\n`;
+    }
+    s += `x-request-id: ${req.id}\r\n`;
+    if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
+    if (this.closeClient) s += 'connection: close\r\n';
+    else if (http10) s += 'connection: keep-alive\r\n';
+    return s + CRLF;
+  }
+}
