@@ -277,3 +277,42 @@ test('workers = 2: a worker that cannot bind fails the start with exit 1 and one
   assert.match(errors[0]!, new RegExp(`^error: .*EADDRINUSE.*127\\.0\\.0\\.1:${port}`));
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
 });
+
+/** LISTEN sockets on 127.0.0.1:port, from /proc/net/tcp (one per SO_REUSEPORT socket). */
+function listenSockets(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').filter((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === local && f[3] === '0A';
+  }).length;
+}
+
+test('workers = 2 on a fixed port: one SO_REUSEPORT socket per worker, connections reach both', { timeout: 60_000 }, async (t) => {
+  const pki = await makeTestPki();
+  const up = await startUpstream(pki);
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => { resolve(); }));
+  const path = configFor(pki, up.port);
+  writeFileSync(path, readFileSync(path, 'utf8').replace('address = "127.0.0.1:0"\nupstream', `address = "127.0.0.1:${port}"\nupstream`));
+  const proxy = await startChildProxy(path);
+  const agent = clientAgent(pki, false);
+  t.after(async () => {
+    agent.destroy();
+    await proxy.stop();
+    await up.close();
+    pki.cleanup();
+  });
+  const adminPort = Number(/"admin":"127\.0\.0\.1:(\d+)"/.exec(proxy.log())?.[1]);
+  const status = async (): Promise<Status> => {
+    const r = await fetch(`http://127.0.0.1:${adminPort}/api/status`, { headers: { authorization: AUTH } });
+    return (await r.json()) as Status;
+  };
+  await until('both workers running', status, (s) => s.workers.length === 2 && s.workers.every((w) => w.phase === 'running'));
+  // node:cluster's round-robin would show one socket, the primary's
+  assert.equal(listenSockets(port), 2);
+  for (let i = 0; i < 24; i++) assert.equal((await request(port, agent, 'GET', `/r${i}`)).status, 200);
+  const s = await until('the accepts counted', status, (v) => v.workers.reduce((n, w) => n + w.accepted, 0) >= 24);
+  for (const w of s.workers) assert.ok(w.accepted > 0, `worker ${w.id} accepted ${w.accepted} of 24 connections`);
+});

@@ -1,8 +1,9 @@
 // One worker of several (server.workers > 1): the data plane. Its own ProxyServer loads the
-// TLS material, runs pools, health checks and the listeners (node:cluster shares the listening
-// sockets) and keeps a metrics registry; the primary owns the admin listener and the request
-// log. Finished requests reach the primary in batches; the admin API's questions are answered
-// from this process's state.
+// TLS material, runs pools, health checks and the listeners (on a fixed port, one SO_REUSEPORT
+// socket per worker; on port 0, node:cluster's shared socket: see Listener.listen) and keeps a
+// metrics registry; the primary owns the admin listener and the request log. Finished
+// requests reach the primary in batches; the admin API's questions are answered from this
+// process's state.
 import cluster from 'node:cluster';
 import { ConfigError } from '../errors.ts';
 import type { RequestRecord } from '../http/context.ts';

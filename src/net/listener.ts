@@ -2,6 +2,7 @@
 // pipeline. HTTP mode hands every connection to the HTTP layer with its identity and the
 // allow-list verdict (it answers 403); TCP mode refuses not-allowed clients itself and runs a
 // tunnel for the rest.
+import cluster from 'node:cluster';
 import { type TlsOptions, createServer, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.ts';
@@ -147,12 +148,20 @@ export class Listener {
     return this.#secure.size;
   }
 
-  /** Binds the configured address (port 0 = any free port); resolves with the bound address. */
+  /**
+   * Binds the configured address (port 0 = any free port); resolves with the bound address.
+   * In a cluster worker with a fixed port, each worker binds its own SO_REUSEPORT socket and
+   * the kernel spreads new connections over them (nginx's `reuseport`, HAProxy's default):
+   * node:cluster's round-robin would accept every connection in the primary and pass it over
+   * IPC. Port 0 keeps the shared socket, or each worker would get a different port.
+   */
   listen(): Promise<AddressInfo> {
+    const { host, port } = this.#cfg.address;
+    const own = cluster.isWorker && port !== 0;
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => { reject(err); };
       this.#server.once('error', onError);
-      this.#server.listen({ host: this.#cfg.address.host, port: this.#cfg.address.port }, () => {
+      this.#server.listen({ host, port, ...(own ? { exclusive: true, reusePort: true } : {}) }, () => {
         this.#server.off('error', onError);
         resolve(this.#server.address() as AddressInfo);
       });
