@@ -17,9 +17,10 @@ if (major < 24) {
 // ArrayBuffer sweeping on the main thread, during the scavenge. By default V8 frees the backing
 // stores of dead Buffers on a background thread; with the proxy's core busy (or pinned) that
 // thread lags, the bytes still count as external memory, and V8 answers the "pressure" with a
-// full mark-compact every ~30 ms. Measured (bench/tools, 256 MiB downloads after small-request
-// load): 40 mark-compacts per 1 GiB and 435 ms of proxy CPU per 256 MiB by default, 8 and 235 ms
-// with this. Consulted at each sweep, so setting it here, before any load, takes effect.
+// full mark-compact every ~30 ms. Measured with bench/tools/after-load.sh (256 MiB downloads
+// after small-request load): 40 mark-compacts per GiB and 435 ms of proxy CPU per 256 MiB by
+// default, 8 and 235 ms with this. V8 reads the flag at each sweep, so setting it here, before
+// any load, takes effect.
 const v8 = await import('node:v8');
 v8.setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 const { existsSync } = await import('node:fs');
