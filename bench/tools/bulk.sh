@@ -6,34 +6,25 @@
 # Direct (no proxy) for the same machine state: DIRECT=1 bench/tools/bulk.sh download
 set -euo pipefail
 MODE=${1:?download|upload}; RUNS=${2:-4}; shift; shift || true
-ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
-N=node_modules/.bin/node
-DIR=${BENCH_DIR:-$(mktemp -d /tmp/mtls-bulk-XXXX)}
-[ -f "$DIR/ca.pem" ] || $N bench/tools/setup-pki.ts "$DIR"
+. "$(dirname "$0")/common.sh"
+bench_setup bulk
 PORT=18543
-taskset -c 1 $N bench/origin.ts --dir "$DIR" --port 0 > "$DIR/origin.out" 2>&1 & OPID=$!
-trap 'kill $OPID ${PPID2:-} 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q listening "$DIR/origin.out" 2>/dev/null && break; sleep 0.1; done
-OPORT=$(grep -o '"listening":[0-9]*' "$DIR/origin.out" | cut -d: -f2)
+start_origin
 if [ "${DIRECT:-0}" = 1 ]; then
   taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$OPORT" --mode "$MODE" --runs "$RUNS" 2>/dev/null | grep -o "\"mib_per_s\":\[[^]]*\]"
   exit 0
 fi
-{
-  printf '[log]\nlevel = "warn"\n[listeners.edge]\naddress = "127.0.0.1:%s"\nupstream = "origin"\n' "$PORT"
-  printf '  [listeners.edge.tls]\n  cert = "server.pem"\n  key = "server-key.pem"\n  client_ca = "ca.pem"\n  client_auth = "require"\n'
-  printf '[upstreams.origin]\nendpoints = ["127.0.0.1:%s"]\n  [upstreams.origin.tls]\n  cert = "proxy.pem"\n  key = "proxy-key.pem"\n  ca = "ca.pem"\n  server_name = "localhost"\n' "$OPORT"
-} > "$DIR/p.toml"
-taskset -c 0 $N --max-semi-space-size=1 --trace-gc "$@" bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
-for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
+proxy_config "$DIR/p.toml" "$PORT"
+taskset -c 0 $N --max-semi-space-size=1 --trace-gc "$@" bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PROXY_PID=$!
+wait_port "$PORT"
 # one warm-up transfer, not counted
 taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$PORT" --mode "$MODE" --runs 1 --warmup-runs 0 > /dev/null
 G0=$(grep -c 'Mark-Compact' "$DIR/proxy.out" || true); S0=$(grep -c 'Scavenge' "$DIR/proxy.out" || true)
-T0=$(awk '{print $14+$15}' /proc/$PPID2/stat)
+T0=$(awk '{print $14+$15}' /proc/$PROXY_PID/stat)
 taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$PORT" --mode "$MODE" --runs "$RUNS" --warmup-runs 0 > "$DIR/lg.out"
-T1=$(awk '{print $14+$15}' /proc/$PPID2/stat)
+T1=$(awk '{print $14+$15}' /proc/$PROXY_PID/stat)
 G1=$(grep -c 'Mark-Compact' "$DIR/proxy.out" || true); S1=$(grep -c 'Scavenge' "$DIR/proxy.out" || true)
 TCK=$(getconf CLK_TCK)
 echo "$(grep -o "\"mib_per_s\":\[[^]]*\]" "$DIR/lg.out") proxy_cpu_ms_per_256MiB=$(( (T1-T0)*1000/TCK/RUNS )) mark_compacts=$((G1-G0)) scavenges=$((S1-S0))"
-kill -INT "$PPID2"
-for _ in $(seq 300); do kill -0 "$PPID2" 2>/dev/null || break; sleep 0.1; done
+kill -INT "$PROXY_PID"
+for _ in $(seq 300); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done

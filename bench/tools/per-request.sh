@@ -9,41 +9,34 @@
 set -euo pipefail
 MODE=${1:?cpu|cg}; VARIANT=${2:?off|metrics|reqlog|on}; CONNS=${3:-50}
 WARMUP=${WARMUP:-8}; SECONDS_=${SECONDS_:-5}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
-N=node_modules/.bin/node
-DIR=${BENCH_DIR:-$(mktemp -d /tmp/mtls-per-request-XXXX)}
-[ -f "$DIR/ca.pem" ] || $N bench/tools/setup-pki.ts "$DIR"
+. "$(dirname "$0")/common.sh"
+bench_setup per-request
 PORT=18443
-taskset -c 1 $N bench/origin.ts --dir "$DIR" --port 0 > "$DIR/origin.out" 2>&1 & OPID=$!
-trap 'kill $OPID ${PPID2:-} 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q listening "$DIR/origin.out" 2>/dev/null && break; sleep 0.1; done
-OPORT=$(grep -o '"listening":[0-9]*' "$DIR/origin.out" | cut -d: -f2)
+start_origin
 rm -f "$DIR"/req.sqlite*
+proxy_config "$DIR/p.toml" "$PORT"
 {
-  printf '[log]\nlevel = "warn"\n[listeners.edge]\naddress = "127.0.0.1:%s"\nupstream = "origin"\n' "$PORT"
-  printf '  [listeners.edge.tls]\n  cert = "server.pem"\n  key = "server-key.pem"\n  client_ca = "ca.pem"\n  client_auth = "require"\n'
-  printf '[upstreams.origin]\nendpoints = ["127.0.0.1:%s"]\n  [upstreams.origin.tls]\n  cert = "proxy.pem"\n  key = "proxy-key.pem"\n  ca = "ca.pem"\n  server_name = "localhost"\n' "$OPORT"
   case $VARIANT in metrics|on) printf '[admin]\naddress = "127.0.0.1:19901"\n' ;; esac
   case $VARIANT in reqlog|on) printf '[request_log]\npath = "req.sqlite"\n' ;; esac
-} > "$DIR/p.toml"
+} >> "$DIR/p.toml"
 if [ "$MODE" = cg ]; then
   taskset -c 0 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$DIR/cg.out.%p" \
-    $N --max-semi-space-size=1 bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
+    $N --max-semi-space-size=1 bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PROXY_PID=$!
 else
-  taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PPID2=$!
+  taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p.toml" > "$DIR/proxy.out" 2>&1 & PROXY_PID=$!
 fi
-for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
+wait_port "$PORT"
 LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --port $PORT --mode small --connections $CONNS --warmup 0"
 $LG --seconds "$WARMUP" > /dev/null
 if [ "$MODE" = cg ]; then
-  callgrind_control -z "$PPID2" > /dev/null
+  callgrind_control -z "$PROXY_PID" > /dev/null
   $LG --seconds "$SECONDS_" > "$DIR/lg.out"
-  callgrind_control -d "$PPID2" > /dev/null; sleep 2
+  callgrind_control -d "$PROXY_PID" > /dev/null; sleep 2
   IR=$(grep -m1 '^summary:\|^totals:' "$(ls -t "$DIR"/cg.out.* | head -1)" | awk '{print $2}')
   RPS=$(grep -o '"rps":[0-9.]*' "$DIR/lg.out" | cut -d: -f2)
   python3 -c "r=$RPS*$SECONDS_; print(f'$VARIANT rps={$RPS} instructions_per_request={$IR/r:.0f}')"
 else
-  PID=$PPID2
+  PID=$PROXY_PID
   T0=$(awk '{print $14+$15}' /proc/$PID/stat)
   $LG --seconds "$SECONDS_" > "$DIR/lg.out"
   T1=$(awk '{print $14+$15}' /proc/$PID/stat)
@@ -51,6 +44,6 @@ else
   TCK=$(getconf CLK_TCK)
   python3 -c "print(f'$VARIANT rps={$RPS} cpu_us_per_request={($T1-$T0)*1e6/$TCK/($RPS*$SECONDS_):.1f}')"
 fi
-kill -INT "$PPID2"
+kill -INT "$PROXY_PID"
 # wait for the drain to finish, so the next run can bind the same ports
-for _ in $(seq 300); do kill -0 "$PPID2" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 300); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
