@@ -400,6 +400,9 @@ const ALL_SCENARIOS: ScenarioName[] = ['small-1', 'small-50', 'close', 'download
 /** The main table's columns, in order; `mtls-proxy-wN` (--workers) is reported on its own. */
 const PEERS = ['direct', 'mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx'] as const;
 const WORKER_SCENARIOS: ScenarioName[] = ['small-50', 'close'];
+/** mtls-proxy with metrics and the request log on (issue 3: what observability costs); reported on its own. */
+const OBS = 'mtls-proxy-obs';
+const OBS_SCENARIOS: ScenarioName[] = ['small-1', 'small-50'];
 
 interface Live {
   port: number;
@@ -414,11 +417,11 @@ interface Target {
   start: (dir: string, originPort: number) => Promise<Live>;
 }
 
-function mtlsProxyConfig(dir: string, name: string, port: number, originPort: number, workers: number): string {
+function mtlsProxyConfig(dir: string, name: string, port: number, originPort: number, workers: number, extra = ''): string {
   const path = join(dir, `${name}.toml`);
   writeFileSync(
     path,
-    `# bench config: request logging off (level warn, no [request_log]), no admin listener
+    `# bench config: ${extra ? 'log level warn, with the admin listener (metrics) and the request log' : 'request logging off (level warn, no [request_log]), no admin listener'}
 [server]
 drain_timeout = "1s"
 workers = ${workers}
@@ -442,15 +445,23 @@ endpoints = ["127.0.0.1:${originPort}"]
   key = "proxy-key.pem"
   ca = "ca.pem"
   server_name = "localhost"
-`,
+${extra}`,
   );
   return path;
 }
 
-async function startMtlsProxy(dir: string, originPort: number, name: string, workers: number, cpu: string): Promise<Live> {
+async function startMtlsProxy(dir: string, originPort: number, name: string, workers: number, cpu: string, observed = false): Promise<Live> {
   // At log level warn the "listening" line (info) is not written: pick the port here.
   const port = await freePort();
-  const cfg = mtlsProxyConfig(dir, name, port, originPort, workers);
+  let extra = '';
+  if (observed) {
+    // Issue 3's "observability on": Prometheus metrics (kept while [admin] is configured) and
+    // the SQLite request log, a fresh file.
+    const log = join(dir, `${name}.sqlite`);
+    for (const suffix of ['', '-wal', '-shm']) rmSync(log + suffix, { force: true });
+    extra = `\n[admin]\naddress = "127.0.0.1:${await freePort()}"\n\n[request_log]\npath = "${log}"\n`;
+  }
+  const cfg = mtlsProxyConfig(dir, name, port, originPort, workers, extra);
   // From dist/, as the published package runs (built once in main()): Node's type stripping of
   // the sources would add ~27 MiB to every RSS figure.
   const proxy = start(name, cpu, NODE, ['--max-semi-space-size=1', join(ROOT, 'bin', 'mtls-proxy.js'), 'start', '-c', cfg], { ...process.env, MTLS_PROXY_DIST: '1' });
@@ -494,6 +505,7 @@ function targetsToRun(): Target[] {
   const list: Target[] = [
     { name: 'direct', skip: null, scenarios: all, start: async (_dir, originPort) => ({ port: originPort, proxy: null }) },
     { name: 'mtls-proxy', skip: null, scenarios: all, start: (dir, o) => startMtlsProxy(dir, o, 'mtls-proxy', 1, PROXY_CPU) },
+    { name: OBS, skip: null, scenarios: OBS_SCENARIOS, start: (dir, o) => startMtlsProxy(dir, o, OBS, 1, PROXY_CPU, true) },
   ];
   if (WORKERS) {
     list.push({
@@ -528,7 +540,7 @@ function targetsToRun(): Target[] {
   const scen = opts.scenarios?.split(',').map((s) => s.trim()) as ScenarioName[] | undefined;
   for (const s of scen ?? []) if (!ALL_SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}`);
   return list
-    .filter((t) => !only || t.name === 'direct' || only.includes(t.name) || (only.includes('mtls-proxy') && t.name.startsWith('mtls-proxy-w')))
+    .filter((t) => !only || t.name === 'direct' || only.includes(t.name) || (only.includes('mtls-proxy') && t.name.startsWith('mtls-proxy-')))
     .map((t) => ({ ...t, scenarios: scen ? t.scenarios.filter((s) => scen.includes(s)) : t.scenarios }));
 }
 
@@ -990,6 +1002,14 @@ function checks(results: Results): Check[] {
   const idle = mib(results['mtls-proxy']?.idle_rss);
   out.push({ name: 'mtls-proxy idle RSS (MiB)', value: fmt(idle), target: '<= 60', pass: idle === null ? null : idle <= 60 });
   ratioCheck(`Connection: close: mtls-proxy / haproxy new TLS conns/s`, rpsOf(results, 'mtls-proxy', 'close'), have('haproxy') ? rpsOf(results, 'haproxy', 'close') : null, 1, cpuDetail('close', 'haproxy'));
+  const obs = ratio(rpsOf(results, OBS, 'small-50'), rpsOf(results, 'mtls-proxy', 'small-50'));
+  out.push({
+    name: `observability (issue 3): mtls-proxy with metrics + request log / without, small GET, ${CONNS} conns, req/s`,
+    value: fmt(obs),
+    target: '>= 0.9',
+    pass: obs === null ? null : obs >= 0.9,
+    detail: results[OBS]?.skipped ? oneLine(results[OBS].skipped) : `per proxy CPU-second: ${fmt(perCpuOf(results, OBS, 'small-50'))} vs ${fmt(perCpuOf(results, 'mtls-proxy', 'small-50'))} = ${fmt(ratio(perCpuOf(results, OBS, 'small-50'), perCpuOf(results, 'mtls-proxy', 'small-50')))}`,
+  });
   if (WORKERS) {
     const w = `mtls-proxy-w${WORKERS}`;
     const procs = scenarioOf(results, w, 'small-50')?.proxy_processes ?? null;
@@ -1138,6 +1158,7 @@ async function main(): Promise<void> {
       const vers = versions();
       const env = `Node ${process.version}, ${NCPU} x ${cpus()[0]?.model ?? 'unknown CPU'}, commit ${gitCommit()}, ${new Date().toISOString()}`;
       const workersSection = WORKERS ? workersTable(results) : '';
+      const obsSection = results[OBS] ? obsTable(results) : '';
       const md = [
         '# mtls-proxy bench: latest run',
         '',
@@ -1153,11 +1174,14 @@ async function main(): Promise<void> {
         '',
         summary,
         '',
-        '## Targets (issue 5)',
+        '## Targets (issues 5 and 3)',
         '',
         ...checkLines,
         '',
         ...(workersSection ? ['## Workers', '', workersSection, ''] : []),
+        ...(obsSection
+          ? ['## Observability', '', `mtls-proxy as above, and \`${OBS}\`: the same with an \`[admin]\` listener (Prometheus metrics) and a \`[request_log]\` (SQLite, one row per request), idle admin API. Run back to back with mtls-proxy in each scenario.`, '', obsSection, '']
+          : []),
         '## Where the CPU went',
         '',
         "CPU time over the measured window, in % of one core: origin and proxy (all its processes) from /proc/<pid>/stat (utime+stime); the loadgen's own: wrk's getrusage at exit (the shim), bench/loadgen.ts's process.cpuUsage().",
@@ -1203,7 +1227,7 @@ async function main(): Promise<void> {
       };
       writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
       writeFileSync(join(outDir, 'latest.md'), md);
-      process.stdout.write(`\n${summary}\n\n${checkLines.join('\n')}\n\n${workersSection ? `${workersSection}\n\n` : ''}${cpu}\n\n${tls}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
+      process.stdout.write(`\n${summary}\n\n${checkLines.join('\n')}\n\n${workersSection ? `${workersSection}\n\n` : ''}${obsSection ? `${obsSection}\n\n` : ''}${cpu}\n\n${tls}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
       process.stderr.write(`\nwrote bench/results/latest.json and latest.md (${json.wall_s} s)\n`);
     } finally {
       await stop(origin);
@@ -1226,6 +1250,21 @@ function workersTable(results: Results): string {
     lines.push(`| ${SCENARIO_LABEL[s]} | proxy CPU % (all processes) | ${fmt(a?.proxy_cpu_pct)} | ${fmt(b?.proxy_cpu_pct)} | |`);
     lines.push(`| ${SCENARIO_LABEL[s]} | proxy processes | ${fmt(a?.proxy_processes)} | ${fmt(b?.proxy_processes)} | |`);
     lines.push(`| ${SCENARIO_LABEL[s]} | ${unit} per proxy CPU-second | ${fmt(a?.per_proxy_cpu_s)} | ${fmt(b?.per_proxy_cpu_s)} | ${fmt(ratio(b?.per_proxy_cpu_s, a?.per_proxy_cpu_s))} |`);
+  }
+  return lines.join('\n');
+}
+
+function obsTable(results: Results): string {
+  if (results[OBS]?.skipped) return `${OBS} did not run: ${oneLine(results[OBS].skipped)}`;
+  const lines = ['| scenario | metric | mtls-proxy | mtls-proxy + metrics + request log | ratio |', '|---|---|--:|--:|--:|'];
+  for (const s of OBS_SCENARIOS) {
+    const a = scenarioOf(results, 'mtls-proxy', s);
+    const b = scenarioOf(results, OBS, s);
+    lines.push(`| ${SCENARIO_LABEL[s]} | req/s | ${fmt(a?.loadgen.rps)} | ${fmt(b?.loadgen.rps)} | ${fmt(ratio(b?.loadgen.rps, a?.loadgen.rps))} |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | p50 µs | ${fmt(a?.loadgen.p50_us)} | ${fmt(b?.loadgen.p50_us)} | ${fmt(ratio(b?.loadgen.p50_us, a?.loadgen.p50_us))} |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | p99 µs | ${fmt(a?.loadgen.p99_us)} | ${fmt(b?.loadgen.p99_us)} | ${fmt(ratio(b?.loadgen.p99_us, a?.loadgen.p99_us))} |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | req per proxy CPU-second | ${fmt(a?.per_proxy_cpu_s)} | ${fmt(b?.per_proxy_cpu_s)} | ${fmt(ratio(b?.per_proxy_cpu_s, a?.per_proxy_cpu_s))} |`);
+    lines.push(`| ${SCENARIO_LABEL[s]} | proxy peak RSS MiB | ${fmt(mib(a?.proxy_peak_rss))} | ${fmt(mib(b?.proxy_peak_rss))} | |`);
   }
   return lines.join('\n');
 }

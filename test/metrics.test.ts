@@ -242,7 +242,7 @@ test('a gauge source that throws is left out and counted; the rest of the scrape
   assert.equal(value(first, 'mtls_proxy_active_connections', { listener: 'edge' }), 0);
 });
 
-test('request log counters: rows written, dropped (queue full) and queued, read at scrape time', async (t) => {
+test('request log counters: rows written, dropped (queue full) and queued, write time, read at scrape time', async (t) => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
@@ -271,5 +271,7 @@ test('request log counters: rows written, dropped (queue full) and queued, read 
   assert.equal(value(after, 'mtls_proxy_request_log_rows_written_total', {}), 2);
   assert.equal(value(after, 'mtls_proxy_request_log_queue_rows', {}), 0);
   assert.equal(value(after, 'mtls_proxy_request_log_rows_dropped_total', {}), 1);
+  const spent = value(after, 'mtls_proxy_request_log_write_seconds_total', {})!;
+  assert.ok(spent > 0 && spent < 1, `write time counted: ${spent} s`);
   assert.equal(find(await scrape(without), 'mtls_proxy_request_log_rows_written_total').length, 0, 'no request log, no series');
 });

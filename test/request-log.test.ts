@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import { RequestLog, requestRowToJson } from '../src/admin/request-log.ts';
+import { CONTEXT_LIMIT, MAX_TEXT_BYTES, RowQueue } from '../src/admin/row-queue.ts';
 import type { ProxyEvents } from '../src/admin/types.ts';
 import type { RequestLogConfig } from '../src/config/types.ts';
 import { ConfigError } from '../src/errors.ts';
@@ -43,6 +45,11 @@ class FakeEvents implements ProxyEvents {
 }
 
 let ids = 0;
+/** The row counters of RequestLog.stats (its write time varies). */
+function counts(s: RequestLog['stats']): { queued: number; dropped: number; written: number } {
+  return { queued: s.queued, dropped: s.dropped, written: s.written };
+}
+
 function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
   return {
     id: `req-${ids++}`, ts: Date.now(), listener: 'edge', clientAddr: '127.0.0.1:50000', clientSubject: 'CN=orders', clientSha256: 'ab'.repeat(32),
@@ -59,10 +66,10 @@ test('rows are written in batches, on size and on the timer, and survive close a
   log.start();
   for (let i = 0; i < 3; i++) events.emit(record());
   await nextTurn();
-  assert.deepEqual(log.stats, { queued: 3, dropped: 0, written: 0 }, 'below the batch size nothing is written yet');
+  assert.deepEqual(counts(log.stats), { queued: 3, dropped: 0, written: 0 }, 'below the batch size nothing is written yet');
   events.emit(record());
   await nextTurn();
-  assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 4 }, 'a full batch is written on the next turn');
+  assert.deepEqual(counts(log.stats), { queued: 0, dropped: 0, written: 4 }, 'a full batch is written on the next turn');
   assert.equal((await log.query({ limit: 100 })).length, 4);
   events.emit(record({ id: 'last' }));
   await log.close();
@@ -143,6 +150,85 @@ test('batches of any size are written whole, field for field (16-row INSERTs plu
   await log.close();
 });
 
+test('any records round-trip field for field: non-ASCII and long paths, nulls, every batch size (property)', async () => {
+  // The queue keeps rows outside the JS heap (row-queue.ts): id and path as UTF-8 bytes, the
+  // numbers in a Float64Array, the other columns as a context (dictionary indexes and the
+  // status) that a TEMP table joins back in. Paths come from the parser as latin1 strings, so
+  // every char 0-255 must survive; wider chars too, should a record ever carry one. Few
+  // listeners, methods and statuses, so contexts repeat, as they do in traffic.
+  const text = (max: number) => fc.string({ unit: fc.oneof(fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)), fc.constantFrom('/', '\u20ac', '\u{1F600}')), maxLength: max });
+  const nullable = (t: fc.Arbitrary<string>) => fc.option(t, { nil: null });
+  const rec = fc.record({
+    path: fc.oneof(text(40), text(40).map((p) => p + 'x'.repeat(70_000))),
+    listener: fc.constantFrom('edge', 'inner'), clientAddr: fc.constantFrom('10.0.0.1', '::1'), clientSubject: nullable(text(20)), clientSha256: nullable(fc.constantFrom('ab'.repeat(32), 'cd'.repeat(32))),
+    method: fc.constantFrom('GET', 'POST', 'PROPFIND'), host: text(20), status: fc.integer({ min: 100, max: 599 }), upstream: nullable(fc.constantFrom('app', 'api')),
+    endpoint: nullable(text(10)), bytesIn: fc.nat(), bytesOut: fc.maxSafeNat(), durationMs: fc.double({ min: 0, max: 1e6, noNaN: true }), error: nullable(fc.constantFrom('MTLS_ERR_UPSTREAM_TIMEOUT', 'MTLS_ERR_X')),
+  });
+  await fc.assert(fc.asyncProperty(fc.array(rec, { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 40 }), async (recs, batch) => {
+    const log = RequestLog.open(config({ path: join(dir, `prop-${process.hrtime.bigint()}.sqlite`) }), silentLogger, { flushIntervalMs: 60_000 });
+    const events = new FakeEvents();
+    log.attach(events);
+    const sent = recs.map((r, i) => ({ ...r, id: `p-${i}`, ts: 1_700_000_000_000 + i }));
+    sent.forEach((r, i) => {
+      events.emit(r);
+      if ((i + 1) % batch === 0) log.flush();
+    });
+    log.flush();
+    const rows = await log.query({ limit: 1000 });
+    await log.close();
+    assert.equal(rows.length, sent.length);
+    for (const row of rows) {
+      const r = sent[Number(row.id.slice(2))]!;
+      assert.deepEqual(row, { id: r.id, ts: r.ts, listener: r.listener, client_addr: r.clientAddr, client_subject: r.clientSubject, client_sha256: r.clientSha256, method: r.method, host: r.host,
+        path: r.path, status: r.status, upstream: r.upstream, endpoint: r.endpoint, bytes_in: r.bytesIn, bytes_out: r.bytesOut, duration_ms: r.durationMs, error: r.error });
+    }
+  }), { numRuns: 40 });
+});
+
+test('rows go in in the order they came, whatever their context', async () => {
+  const log = RequestLog.open(config(), silentLogger);
+  const events = new FakeEvents();
+  log.attach(events);
+  // one start time for all: "newest first" then falls back on the insertion order
+  for (let i = 0; i < 40; i++) events.emit(record({ id: `o-${i}`, ts: 1_700_000_000_000, status: [200, 404, 502][i % 3]!, host: `h${i % 5}` }));
+  log.flush();
+  const rows = await log.query({ limit: 100 });
+  assert.deepEqual(rows.map((r) => r.id), Array.from({ length: 40 }, (_, i) => `o-${39 - i}`));
+  await log.close();
+});
+
+test('past CONTEXT_LIMIT distinct contexts the dictionary starts over, and every row keeps its values', async () => {
+  const log = RequestLog.open(config(), silentLogger, { flushIntervalMs: 60_000, batchSize: 100_000 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const total = CONTEXT_LIMIT + 500;
+  for (let round = 0; round < 3; round++) {
+    // each row its own host: a new context every row, and a new string
+    for (let i = 0; i < total; i++) events.emit(record({ id: `g${round}-${i}`, ts: 1_700_000_000_000 + round * total + i, host: `host-${round}-${i}` }));
+    log.flush();
+  }
+  assert.deepEqual(counts(log.stats), { queued: 0, dropped: 0, written: 3 * total });
+  const rows = await log.query({ limit: 10_000 });
+  assert.equal(rows.length, 10_000);
+  for (const r of rows) assert.equal(r.host, `host-${r.id.slice(1)}`, r.id);
+  await log.close();
+});
+
+test('the queue is bounded in rows and in text bytes; a cleared queue takes rows again', () => {
+  const q = new RowQueue(3);
+  assert.ok(q.push(record()) && q.push(record()) && q.push(record()));
+  assert.equal(q.push(record()), false, 'row limit');
+  q.clear();
+  const long = record({ path: '/' + 'a'.repeat(MAX_TEXT_BYTES / 8) });
+  const big = new RowQueue(100);
+  let n = 0;
+  while (big.push(long)) n++;
+  assert.ok(n >= 2 && n < 8, `text limit after ${n} rows of ${long.path.length} bytes`);
+  assert.equal(big.length, n);
+  big.clear();
+  assert.ok(big.push(long), 'room again after clear');
+});
+
 test('query plans: newest first from an index, never a sort; error filters use the partial index', async () => {
   const log = RequestLog.open(config(), silentLogger);
   const plan = async (f: Parameters<RequestLog['query']>[0]): Promise<string> => (await log.queryPlan(f)).join(' | ');
@@ -167,10 +253,10 @@ test('a full queue drops and counts rows without blocking the caller', async () 
   const t0 = performance.now();
   for (let i = 0; i < 100_000; i++) events.emit(r);
   const elapsed = performance.now() - t0;
-  assert.deepEqual(log.stats, { queued: 100, dropped: 99_900, written: 0 });
+  assert.deepEqual(counts(log.stats), { queued: 100, dropped: 99_900, written: 0 });
   assert.ok(elapsed < 500, `enqueueing took ${elapsed.toFixed(1)}ms`);
   log.flush();
-  assert.deepEqual(log.stats, { queued: 0, dropped: 99_900, written: 100 });
+  assert.deepEqual(counts(log.stats), { queued: 0, dropped: 99_900, written: 100 });
   await log.close();
 });
 
@@ -279,11 +365,11 @@ test('a flush that meets a lock keeps its rows queued and writes them later', as
   const holder = new Database(cfg.path, { timeout: 0 });
   holder.exec('BEGIN EXCLUSIVE');
   log.flush();
-  assert.deepEqual(log.stats, { queued: 1, dropped: 0, written: 0 });
+  assert.deepEqual(counts(log.stats), { queued: 1, dropped: 0, written: 0 });
   holder.exec('ROLLBACK');
   await holder.close();
   log.flush();
-  assert.deepEqual(log.stats, { queued: 0, dropped: 0, written: 1 });
+  assert.deepEqual(counts(log.stats), { queued: 0, dropped: 0, written: 1 });
   assert.equal((await log.query({ limit: 1 }))[0]?.id, 'waits');
   await log.close();
 });

@@ -7,7 +7,8 @@
 #   bench/tools/ab.sh A B [rounds]        A, B: off | metrics | reqlog | on (as per-request.sh)
 # Each round starts both proxies fresh, warms them up (WARMUP s), measures (SECONDS_ s) and swaps
 # which variant gets which port and loadgen; it prints B/A per round and the median.
-# Extra proxy flags: NODE_FLAGS (both).
+# Extra proxy flags: NODE_FLAGS (both); environment for one side: ENV_A, ENV_B ("K=V ..."),
+# e.g. ENV_B="UV_THREADPOOL_SIZE=1" bench/tools/ab.sh on on, to A/B a setting within one variant.
 set -euo pipefail
 A=${1:?off|metrics|reqlog|on}; B=${2:?off|metrics|reqlog|on}; ROUNDS=${3:-5}
 CONNS=${CONNS:-25}; WARMUP=${WARMUP:-6}; SECONDS_=${SECONDS_:-6}
@@ -17,26 +18,27 @@ start_origin
 PIDS=()
 trap 'kill ${OPID:-} ${PIDS[@]:-} 2>/dev/null || true' EXIT
 
-# start_variant <variant> <slot>: a proxy on port 1844<slot>, admin on 1990<slot>; sets VPID
+# start_variant <variant> <slot> <env>: a proxy on port 1844<slot>, admin on 1990<slot>; sets VPID
 start_variant() {
-  local v=$1 s=$2 port=$((18440 + $2))
+  local v=$1 s=$2 port=$((18440 + $2)) e=$3
   rm -f "$DIR/req$s.sqlite"*
   proxy_config "$DIR/p$s.toml" "$port"
   {
     case $v in metrics|on) printf '[admin]\naddress = "127.0.0.1:%s"\n' $((19900 + s)) ;; esac
     case $v in reqlog|on) printf '[request_log]\npath = "req%s.sqlite"\n' "$s" ;; esac
   } >> "$DIR/p$s.toml"
-  taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p$s.toml" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
+  # shellcheck disable=SC2086
+  env $e taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p$s.toml" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
   PIDS+=("$VPID")
 }
 
 cpu_of() { awk '{print $14+$15}' "/proc/$1/stat"; }
 RATIOS=()
 for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; else V1=$B; V2=$A; fi
+  if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; E1=${ENV_A:-}; E2=${ENV_B:-}; else V1=$B; V2=$A; E1=${ENV_B:-}; E2=${ENV_A:-}; fi
   PIDS=()
-  start_variant "$V1" 1; P1=$VPID
-  start_variant "$V2" 2; P2=$VPID
+  start_variant "$V1" 1 "$E1"; P1=$VPID
+  start_variant "$V2" 2 "$E2"; P2=$VPID
   wait_port 18441; wait_port 18442
   LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
   $LG --port 18441 --seconds "$WARMUP" > /dev/null & W1=$!
@@ -48,13 +50,14 @@ for r in $(seq "$ROUNDS"); do
   wait $L1 $L2
   D1=$(( $(cpu_of "$P1") - C1 )); D2=$(( $(cpu_of "$P2") - C2 ))
   R1=$(grep -o '"rps":[0-9.]*' "$DIR/lg1.out" | cut -d: -f2); R2=$(grep -o '"rps":[0-9.]*' "$DIR/lg2.out" | cut -d: -f2)
-  LINE=$(python3 - "$V1" "$D1" "$R1" "$V2" "$D2" "$R2" "$A" "$SECONDS_" "$(getconf CLK_TCK)" <<'EOF'
+  LINE=$(python3 - "$V1" "$D1" "$R1" "$V2" "$D2" "$R2" $((r % 2)) "$SECONDS_" "$(getconf CLK_TCK)" <<'EOF'
 import sys
-v1, d1, r1, v2, d2, r2, a, secs, tck = sys.argv[1:]
+v1, d1, r1, v2, d2, r2, a_first, secs, tck = sys.argv[1:]
 us = lambda d, r: int(d) * 1e6 / int(tck) / (float(r) * float(secs))
 u1, u2 = us(d1, r1), us(d2, r2)
-ua, ub = (u1, u2) if v1 == a else (u2, u1)
-print(f"{ub / ua:.3f} {v1}: {float(r1):.0f} req/s {u1:.1f} µs/req | {v2}: {float(r2):.0f} req/s {u2:.1f} µs/req")
+ua, ub = (u1, u2) if a_first == "1" else (u2, u1)
+n1, n2 = ("A", "B") if a_first == "1" else ("B", "A")
+print(f"{ub / ua:.3f} {n1} {v1}: {float(r1):.0f} req/s {u1:.1f} µs/req | {n2} {v2}: {float(r2):.0f} req/s {u2:.1f} µs/req")
 EOF
 )
   echo "round $r: B/A $LINE"

@@ -85,6 +85,13 @@ export function registerRequestLogMetrics(registers: Registry[], stats: () => Re
       this.inc(stats().dropped);
     },
   });
+  new Counter({
+    name: `${PREFIX}request_log_write_seconds_total`, help: 'Time the writing process spent inserting request log rows (its event loop waits meanwhile).', registers,
+    collect() {
+      this.reset();
+      this.inc(stats().writeSeconds);
+    },
+  });
   new Gauge({
     name: `${PREFIX}request_log_queue_rows`, help: 'Request log rows queued in memory for the next write.', registers,
     collect() {

@@ -1,6 +1,6 @@
 // The SQLite request log (PRODUCT.md "Request log row"): one row per request, written off the
-// data path. The onRequest subscriber only pushes the record onto a bounded queue (full: drop
-// and count, never block); a timer, or a full batch, writes the queue in one transaction with
+// data path. The onRequest subscriber only copies the record into a bounded queue outside the
+// JS heap (row-queue.ts; full: drop and count, never block); a timer, or a full batch, writes the queue in one transaction with
 // prepared multi-row INSERTs. Queries and retention (by age and max_rows, on a timer) run on a
 // reader thread with its own connection (request-log-worker.ts): they can take hundreds of ms
 // on a large table, and the proxy's thread must not wait for them.
@@ -16,6 +16,7 @@ import type { ProxyEvents } from './types.ts';
 
 import { COLUMNS, type RequestFilter, type RequestRow } from './request-log-query.ts';
 import type { ReaderInit, ReaderReply, ReaderRequest } from './request-log-worker.ts';
+import { CONTEXT_COLUMNS, ROW_PARAMS, RowQueue, type Values } from './row-queue.ts';
 
 export type { RequestFilter, RequestRow } from './request-log-query.ts';
 
@@ -32,6 +33,8 @@ export interface RequestLogStats {
   queued: number;
   dropped: number;
   written: number;
+  /** Seconds the proxy's thread spent writing rows (flushes that committed and that failed). */
+  writeSeconds: number;
 }
 
 const CONFIG_KEY = 'request_log.path';
@@ -85,7 +88,6 @@ DROP INDEX IF EXISTS requests_listener_ts;
 
 /** Rows per multi-row INSERT; a batch's remainder goes through the one-row statement. */
 const ROWS_PER_INSERT = 16;
-const FIELDS = 16;
 
 type Db = Database.Database;
 
@@ -103,43 +105,23 @@ function openError(path: string, err: unknown): ConfigError {
   return new ConfigError(CONFIG_KEY, `cannot open request log ${path}: ${detail}`, { cause: err });
 }
 
-/** The row's values in COLUMNS order, at `at` in `args`. */
-function setRowArgs(args: Array<string | number | null>, at: number, r: RequestRecord): void {
-  args[at] = r.id;
-  args[at + 1] = r.ts;
-  args[at + 2] = r.listener;
-  args[at + 3] = r.clientAddr;
-  args[at + 4] = r.clientSubject;
-  args[at + 5] = r.clientSha256;
-  args[at + 6] = r.method;
-  args[at + 7] = r.host;
-  args[at + 8] = r.path;
-  args[at + 9] = r.status;
-  args[at + 10] = r.upstream;
-  args[at + 11] = r.endpoint;
-  args[at + 12] = r.bytesIn;
-  args[at + 13] = r.bytesOut;
-  args[at + 14] = r.durationMs;
-  args[at + 15] = r.error;
-}
-
 export class RequestLog {
   readonly #db: Db;
   readonly #cfg: RequestLogConfig;
   readonly #log: Logger;
-  readonly #queueLimit: number;
   readonly #flushIntervalMs: number;
   readonly #batchSize: number;
   readonly #retentionIntervalMs: number;
-  readonly #insertAll: (rows: readonly RequestRecord[]) => void;
+  readonly #insertAll: (rows: RowQueue) => void;
   readonly #reader: Worker;
   /** Replies the reader owes, by request id. */
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #nextId = 1;
   #readerError: Error | null = null;
-  #queue: RequestRecord[] = [];
+  readonly #queue: RowQueue;
   #dropped = 0;
   #written = 0;
+  #writeMs = 0;
   #flushTimer: NodeJS.Timeout | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
   #flushSoon: NodeJS.Immediate | null = null;
@@ -189,29 +171,61 @@ export class RequestLog {
     this.#db = db;
     this.#cfg = cfg;
     this.#log = logger;
-    this.#queueLimit = opts.queueLimit ?? 10_000;
+    this.#queue = new RowQueue(opts.queueLimit ?? 10_000);
     this.#flushIntervalMs = opts.flushIntervalMs ?? 200;
     this.#batchSize = opts.batchSize ?? 500;
     this.#retentionIntervalMs = opts.retentionIntervalMs ?? 60_000;
-    const row = `(${new Array<string>(FIELDS).fill('?').join(', ')})`;
-    const insertOne = db.prepare(`INSERT INTO requests (${COLUMNS}) VALUES ${row}`);
-    const insertMany = db.prepare(`INSERT INTO requests (${COLUMNS}) VALUES ${new Array<string>(ROWS_PER_INSERT).fill(row).join(', ')}`);
-    // one argument array, reused by every statement run: no allocation per row
-    const args = new Array<string | number | null>(FIELDS * ROWS_PER_INSERT).fill(null);
-    this.#insertAll = db.transaction((rows: readonly RequestRecord[]) => {
-      let i = 0;
-      for (; i + ROWS_PER_INSERT <= rows.length; i += ROWS_PER_INSERT) {
-        for (let j = 0; j < ROWS_PER_INSERT; j++) setRowArgs(args, j * FIELDS, rows[i + j]!);
-        insertMany.run(args);
+    // A row is its own values joined with its context (row-queue.ts): the contexts live in a
+    // TEMP table of this connection, each written once. CROSS JOIN keeps the VALUES as the
+    // outer loop, so rows go in in queue order.
+    db.exec(`CREATE TEMP TABLE request_context (k INTEGER PRIMARY KEY, ${CONTEXT_COLUMNS.join(', ')})`);
+    const addContext = db.prepare(`INSERT INTO temp.request_context VALUES (${new Array<string>(CONTEXT_COLUMNS.length + 1).fill('?').join(', ')})`);
+    const dropContexts = db.prepare('DELETE FROM temp.request_context');
+    const row = `(${new Array<string>(ROW_PARAMS).fill('?').join(', ')})`;
+    const insert = (rows: number): Database.Statement =>
+      db.prepare(`INSERT INTO requests (${COLUMNS}) SELECT v.column1, v.column2, c.listener, c.client_addr, c.client_subject, c.client_sha256, c.method, c.host, v.column3, c.status, c.upstream, c.endpoint, v.column4, v.column5, v.column6, c.error
+        FROM (VALUES ${new Array<string>(rows).fill(row).join(', ')}) AS v CROSS JOIN temp.request_context AS c WHERE c.k = v.column7`);
+    const insertOne = insert(1);
+    const insertMany = insert(ROWS_PER_INSERT);
+    // argument arrays reused by every run: no allocation per row. Spread into run(), they are
+    // read as arguments, which better-sqlite3 binds without an element lookup each.
+    const args: Values = new Array<string | number | null>(ROW_PARAMS * ROWS_PER_INSERT).fill(null);
+    const one: Values = new Array<string | number | null>(ROW_PARAMS).fill(null);
+    const context: Values = new Array<string | number | null>(CONTEXT_COLUMNS.length).fill(null);
+    // What the TEMP table holds; advanced only once a flush commits (a failed one rolls the
+    // table back with the rows, and the retry writes those contexts again).
+    let generation = 0;
+    let contextsWritten = 0;
+    const inserted = (n: number, want: number): void => {
+      // an unknown context would drop the row silently in the join: fail the flush instead
+      if (n !== want) throw new Error(`request log: ${want - n} row(s) found no context`);
+    };
+    const write = db.transaction((rows: RowQueue) => {
+      let from = contextsWritten;
+      if (rows.generation !== generation) {
+        dropContexts.run();
+        from = 0;
       }
-      if (i < rows.length) {
-        const one = args.slice(0, FIELDS);
-        for (; i < rows.length; i++) {
-          setRowArgs(one, 0, rows[i]!);
-          insertOne.run(one);
-        }
+      for (let k = from; k < rows.contexts; k++) {
+        rows.readContext(k, context);
+        addContext.run(k, ...context);
+      }
+      const n = rows.length;
+      let i = 0;
+      for (; i + ROWS_PER_INSERT <= n; i += ROWS_PER_INSERT) {
+        for (let j = 0; j < ROWS_PER_INSERT; j++) rows.read(i + j, args, j * ROW_PARAMS);
+        inserted(insertMany.run(...args).changes, ROWS_PER_INSERT);
+      }
+      for (; i < n; i++) {
+        rows.read(i, one, 0);
+        inserted(insertOne.run(...one).changes, 1);
       }
     });
+    this.#insertAll = (rows: RowQueue): void => {
+      write(rows);
+      generation = rows.generation;
+      contextsWritten = rows.contexts;
+    };
     // The source's extension is the running module's: .ts from a checkout, .js from dist/.
     const workerFile = new URL(`./request-log-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
     this.#reader = new Worker(workerFile, { workerData: { path: cfg.path } satisfies ReaderInit });
@@ -231,11 +245,10 @@ export class RequestLog {
 
   readonly #enqueue = (r: RequestRecord): void => {
     const q = this.#queue;
-    if (this.#closed || q.length >= this.#queueLimit) {
+    if (this.#closed || !q.push(r)) {
       this.#dropped++;
       return;
     }
-    q.push(r);
     // A full batch is written on the next turn of the event loop, never inside the request's own.
     if (q.length >= this.#batchSize && this.#flushSoon === null && this.#flushTimer !== null) {
       this.#flushSoon = setImmediate(this.#flushNow);
@@ -263,17 +276,20 @@ export class RequestLog {
   flush(): void {
     const rows = this.#queue;
     if (rows.length === 0 || !this.#db.open) return;
+    const t0 = performance.now();
     try {
       this.#insertAll(rows);
     } catch (err) {
+      this.#writeMs += performance.now() - t0;
       if (!this.#failing) this.#log.error({ err, queued: rows.length }, 'request log write failed; rows stay queued, new ones are dropped when the queue is full');
       this.#failing = true;
       return;
     }
+    this.#writeMs += performance.now() - t0;
     if (this.#failing) this.#log.info({ rows: rows.length }, 'request log writes recovered');
     this.#failing = false;
     this.#written += rows.length;
-    this.#queue = [];
+    rows.clear();
   }
 
   /** Newest first (by start time). `limit` is capped at 10000. Answered by the reader thread. */
@@ -327,7 +343,7 @@ export class RequestLog {
   }
 
   get stats(): RequestLogStats {
-    return { queued: this.#queue.length, dropped: this.#dropped, written: this.#written };
+    return { queued: this.#queue.length, dropped: this.#dropped, written: this.#written, writeSeconds: this.#writeMs / 1000 };
   }
 
   /** Stops the timers, writes what is queued, closes the database and stops the reader thread. Idempotent. */
@@ -340,7 +356,7 @@ export class RequestLog {
     this.#flushTimer = this.#retentionTimer = this.#flushSoon = null;
     this.flush();
     this.#dropped += this.#queue.length;
-    this.#queue = [];
+    this.#queue.clear();
     this.#db.close();
     this.#readerStopped(new Error('the request log is closed'));
     this.#closing = this.#reader.terminate().then(() => undefined);
