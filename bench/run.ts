@@ -26,6 +26,10 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? '8');
 const WARMUP_SECONDS = 1;
 const BULK_BYTES = 256 * 1024 * 1024;
 const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? '2');
+// Extra alternating rounds of small GET, 50 conns for mtls-proxy and mtls-proxy-obs: the ratio
+// between two single runs swung from 0.71 to 0.94 on these machines (the same proxy ran 20.5k
+// and 29k req/s minutes apart), so the observability target takes the median pair.
+const OBS_ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? '4');
 const CONNS = 50;
 const PROXY_CPU = '0';
 const ORIGIN_CPU = '1';
@@ -601,6 +605,8 @@ interface TargetResult {
   proxy_log_tail?: string;
   /** Scenarios that threw (a load generator that failed, a proxy that died). */
   failures?: string[];
+  /** mtls-proxy and mtls-proxy-obs: small GET, 50 conns again, in alternating rounds after the scenarios (BENCH_OBS_ROUNDS). */
+  obs_rounds?: Array<{ rps: number | null; per_proxy_cpu_s: number | null }>;
 }
 
 type Results = Record<TargetName, TargetResult>;
@@ -818,6 +824,19 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
         }
       }
     }
+    const pair = [live.get('mtls-proxy'), live.get(OBS)];
+    for (let round = 0; round < OBS_ROUNDS && pair.every((l) => l?.proxy && isRunning(l.proxy)); round++) {
+      for (const name of round % 2 === 0 ? [OBS, 'mtls-proxy'] : ['mtls-proxy', OBS]) {
+        process.stderr.write(`  small-50 ${name} (observability round ${round + 1}/${OBS_ROUNDS}) ...`);
+        try {
+          const r = await runScenario(dir, shim, live.get(name)!, 'small-50', origin, originPort);
+          (results[name]!.obs_rounds ??= []).push({ rps: r.loadgen.rps ?? null, per_proxy_cpu_s: r.per_proxy_cpu_s });
+          process.stderr.write(` ${r.loadgen.rps} req/s\n`);
+        } catch (err) {
+          process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
+        }
+      }
+    }
     await sleep(500);
     for (const [name, l] of live) {
       if (!l.proxy || !isRunning(l.proxy)) continue;
@@ -1002,13 +1021,16 @@ function checks(results: Results): Check[] {
   const idle = mib(results['mtls-proxy']?.idle_rss);
   out.push({ name: 'mtls-proxy idle RSS (MiB)', value: fmt(idle), target: '<= 60', pass: idle === null ? null : idle <= 60 });
   ratioCheck(`Connection: close: mtls-proxy / haproxy new TLS conns/s`, rpsOf(results, 'mtls-proxy', 'close'), have('haproxy') ? rpsOf(results, 'haproxy', 'close') : null, 1, cpuDetail('close', 'haproxy'));
-  const obs = ratio(rpsOf(results, OBS, 'small-50'), rpsOf(results, 'mtls-proxy', 'small-50'));
+  const pairs = obsPairs(results);
+  const obs = median(pairs.map((p) => p.rps));
   out.push({
-    name: `observability (issue 3): mtls-proxy with metrics + request log / without, small GET, ${CONNS} conns, req/s`,
+    name: `observability (issue 3): mtls-proxy with metrics + request log / without, small GET, ${CONNS} conns, req/s (median of ${pairs.length} pair(s))`,
     value: fmt(obs),
     target: '>= 0.9',
     pass: obs === null ? null : obs >= 0.9,
-    detail: results[OBS]?.skipped ? oneLine(results[OBS].skipped) : `per proxy CPU-second: ${fmt(perCpuOf(results, OBS, 'small-50'))} vs ${fmt(perCpuOf(results, 'mtls-proxy', 'small-50'))} = ${fmt(ratio(perCpuOf(results, OBS, 'small-50'), perCpuOf(results, 'mtls-proxy', 'small-50')))}`,
+    detail: results[OBS]?.skipped
+      ? oneLine(results[OBS].skipped)
+      : `pairs: ${pairs.map((p) => fmt(p.rps)).join(', ')}; per proxy CPU-second, median ${fmt(median(pairs.flatMap((p) => (p.cpu === null ? [] : [p.cpu]))))}`,
   });
   if (WORKERS) {
     const w = `mtls-proxy-w${WORKERS}`;
@@ -1254,6 +1276,25 @@ function workersTable(results: Results): string {
   return lines.join('\n');
 }
 
+/** The observability pairs: the scenario run, then each alternating round; obs / plain. */
+function obsPairs(results: Results): Array<{ rps: number; cpu: number | null }> {
+  const plain = [{ rps: rpsOf(results, 'mtls-proxy', 'small-50'), per_proxy_cpu_s: perCpuOf(results, 'mtls-proxy', 'small-50') }, ...(results['mtls-proxy']?.obs_rounds ?? [])];
+  const obs = [{ rps: rpsOf(results, OBS, 'small-50'), per_proxy_cpu_s: perCpuOf(results, OBS, 'small-50') }, ...(results[OBS]?.obs_rounds ?? [])];
+  const out: Array<{ rps: number; cpu: number | null }> = [];
+  for (let i = 0; i < Math.min(plain.length, obs.length); i++) {
+    const r = ratio(obs[i]!.rps, plain[i]!.rps);
+    if (r !== null) out.push({ rps: r, cpu: ratio(obs[i]!.per_proxy_cpu_s, plain[i]!.per_proxy_cpu_s) });
+  }
+  return out;
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return Math.round((s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2) * 1000) / 1000;
+}
+
 function obsTable(results: Results): string {
   if (results[OBS]?.skipped) return `${OBS} did not run: ${oneLine(results[OBS].skipped)}`;
   const lines = ['| scenario | metric | mtls-proxy | mtls-proxy + metrics + request log | ratio |', '|---|---|--:|--:|--:|'];
@@ -1265,6 +1306,13 @@ function obsTable(results: Results): string {
     lines.push(`| ${SCENARIO_LABEL[s]} | p99 µs | ${fmt(a?.loadgen.p99_us)} | ${fmt(b?.loadgen.p99_us)} | ${fmt(ratio(b?.loadgen.p99_us, a?.loadgen.p99_us))} |`);
     lines.push(`| ${SCENARIO_LABEL[s]} | req per proxy CPU-second | ${fmt(a?.per_proxy_cpu_s)} | ${fmt(b?.per_proxy_cpu_s)} | ${fmt(ratio(b?.per_proxy_cpu_s, a?.per_proxy_cpu_s))} |`);
     lines.push(`| ${SCENARIO_LABEL[s]} | proxy peak RSS MiB | ${fmt(mib(a?.proxy_peak_rss))} | ${fmt(mib(b?.proxy_peak_rss))} | |`);
+  }
+  const rounds = (name: string): string => (results[name]?.obs_rounds ?? []).map((r) => fmt(r.rps)).join(', ');
+  const pairs = obsPairs(results);
+  if (pairs.length > 1) {
+    lines.push(`| small GET, ${CONNS} conns, ${pairs.length - 1} more alternating rounds | req/s | ${rounds('mtls-proxy')} | ${rounds(OBS)} | ${pairs.slice(1).map((p) => fmt(p.rps)).join(', ')} |`);
+    lines.push(`| small GET, ${CONNS} conns, every pair | median req/s ratio | | | ${fmt(median(pairs.map((p) => p.rps)))} |`);
+    lines.push(`| small GET, ${CONNS} conns, every pair | median per-CPU-second ratio | | | ${fmt(median(pairs.flatMap((p) => (p.cpu === null ? [] : [p.cpu]))))} |`);
   }
   return lines.join('\n');
 }
