@@ -9,14 +9,13 @@ import { createHash } from 'node:crypto';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { makeTestPki } from './support/pki.ts';
-import { startProxy } from './support/proxy.ts';
-import { startUpstream } from './support/upstream.ts';
+import { proxyFixture } from './support/fixture.ts';
+import type { TestPki } from './support/pki.ts';
 
 const H = 'Host: localhost\r\n';
 
 /** Writes `pieces` as separate TLS records (a pause between them), collects until the proxy closes. */
-function sendInPieces(port: number, pki: Awaited<ReturnType<typeof makeTestPki>>, pieces: Buffer[], waitMs = 5000): Promise<string> {
+function sendInPieces(port: number, pki: TestPki, pieces: Buffer[], waitMs = 5000): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key });
     const parts: Buffer[] = [];
@@ -40,14 +39,7 @@ function sendInPieces(port: number, pki: Awaited<ReturnType<typeof makeTestPki>>
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 test('pipelined Content-Length bodies cut anywhere: each body whole, each next head parsed (property)', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
-  const proxy = await startProxy(pki, up.port);
-  t.after(async () => {
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  const { pki, up, proxy } = await proxyFixture(t);
   // bodies that look like the start of a request are the classic smuggling bait
   const body = fc.oneof(
     fc.uint8Array({ minLength: 0, maxLength: 300 }).map((a) => Buffer.from(a)),
@@ -88,18 +80,11 @@ test('pipelined Content-Length bodies cut anywhere: each body whole, each next h
 });
 
 test('a client that leaves mid-body: the upstream never sees a complete request', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
+  const { pki, up, proxy } = await proxyFixture(t);
   // the test upstream's handlers run at the body's end; watch the request from its start
   let cut = false;
   up.server.on('request', (req) => {
     if (req.url === '/upload') req.on('close', () => (cut = !req.complete));
-  });
-  const proxy = await startProxy(pki, up.port);
-  t.after(async () => {
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
   });
   await sendInPieces(proxy.port, pki, [Buffer.from(`POST /upload HTTP/1.1\r\n${H}Content-Length: 100000\r\n\r\n`), Buffer.alloc(5000, 'x')], 400);
   for (let i = 0; i < 50 && !cut; i++) await sleep(20);
@@ -108,19 +93,12 @@ test('a client that leaves mid-body: the upstream never sees a complete request'
 });
 
 test('an answer before the body has all arrived ends the connection; the rest is never parsed as a request', async (t) => {
-  const pki = await makeTestPki();
-  const up = await startUpstream(pki);
+  const { pki, up, proxy } = await proxyFixture(t);
   // answers as soon as the head is in, without reading the body
   up.server.on('request', (req, res) => {
     if (req.url !== '/early') return;
     res.writeHead(413, { 'content-length': '8', connection: 'close' });
     res.end('too big\n');
-  });
-  const proxy = await startProxy(pki, up.port);
-  t.after(async () => {
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
   });
   const head = Buffer.from(`POST /early HTTP/1.1\r\n${H}Content-Length: 200000\r\n\r\n`);
   // body bytes that would be a request if they were parsed as one
