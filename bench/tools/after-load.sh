@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Streaming through one proxy process before and after small-request load, for GC/state effects
 # a fresh process hides (bench/run.ts runs the downloads after the small-request scenarios):
-#   bench/tools/after-load.sh [extra node flags...]
+#   [MODE=upload] bench/tools/after-load.sh [extra node flags...]   (MODE: download, the default, or upload)
 # Runs from dist/ (npm run build first). Proxy on core 0, origin and loadgen on core 1. Prints,
-# for 3 downloads of 256 MiB each time: MiB/s, proxy CPU ms per 256 MiB, scavenges and
+# for 3 transfers of 256 MiB each time: MiB/s, proxy CPU ms per 256 MiB, scavenges and
 # mark-compacts (--trace-gc) and the heap after the last GC. Small load: SMALL_CONNS (50) for 8 s.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -18,7 +18,7 @@ downloads() {
   local s0 m0 t0 t1
   s0=$(grep -c Scavenge "$DIR/proxy.out" || true); m0=$(grep -c Mark-Compact "$DIR/proxy.out" || true)
   t0=$(awk '{print $14+$15}' /proc/$PROXY_PID/stat)
-  taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$PORT" --mode download --runs 3 --warmup-runs 1 2>/dev/null | grep -o '"mib_per_s":\[[^]]*\]' | tr '\n' ' '
+  taskset -c 1 $N bench/loadgen.ts --dir "$DIR" --port "$PORT" --mode "${MODE:-download}" --runs 3 --warmup-runs 1 2>/dev/null | grep -o '"mib_per_s":\[[^]]*\]' | tr '\n' ' '
   t1=$(awk '{print $14+$15}' /proc/$PROXY_PID/stat)
   echo "proxy_cpu_ms_per_256MiB=$(( (t1-t0)*1000/TCK/4 )) scavenges=$(( $(grep -c Scavenge "$DIR/proxy.out")-s0 )) mark_compacts=$(( $(grep -c Mark-Compact "$DIR/proxy.out")-m0 )) heap:$(grep -E 'Scavenge|Mark-Compact' "$DIR/proxy.out" | tail -1 | grep -o '> [0-9.]* ([0-9.]*) MB' | tr -d '>')"
 }
