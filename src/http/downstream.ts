@@ -273,7 +273,8 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     this.#toStart = ex;
     // A Content-Length body: llhttp is told there is none (return 1), completes the message
     // at once and pauses (onMessageComplete); #takeBody counts the body bytes from there.
-    // Framing was validated above (head.complete: no Transfer-Encoding with it, one value).
+    // This is the request's one body length: a request with Transfer-Encoding is chunked or
+    // refused by head.complete, and llhttp refuses a second Content-Length or a bad value.
     if (!head.chunked && head.contentLength > 0 && !upgrade && Number.isSafeInteger(head.contentLength)) {
       this.#bodyRemaining = head.contentLength;
       return 1;
