@@ -1,7 +1,7 @@
 // The SQLite request log (PRODUCT.md "Request log row"): one row per request, written off the
 // data path. The onRequest subscriber only copies the record into a bounded queue outside the
-// JS heap (row-queue.ts; full: drop and count, never block); a timer, or a full batch, writes the queue in one transaction with
-// prepared multi-row INSERTs. Queries and retention (by age and max_rows, on a timer) run on a
+// JS heap (row-queue.ts; full: drop and count, never block); a timer, or a full batch, writes
+// the queue in one transaction with prepared multi-row INSERTs. Queries and retention (by age and max_rows, on a timer) run on a
 // reader thread with its own connection (request-log-worker.ts): they can take hundreds of ms
 // on a large table, and the proxy's thread must not wait for them.
 import { mkdirSync } from 'node:fs';
@@ -280,12 +280,12 @@ export class RequestLog {
     try {
       this.#insertAll(rows);
     } catch (err) {
-      this.#writeMs += performance.now() - t0;
       if (!this.#failing) this.#log.error({ err, queued: rows.length }, 'request log write failed; rows stay queued, new ones are dropped when the queue is full');
       this.#failing = true;
       return;
+    } finally {
+      this.#writeMs += performance.now() - t0;
     }
-    this.#writeMs += performance.now() - t0;
     if (this.#failing) this.#log.info({ rows: rows.length }, 'request log writes recovered');
     this.#failing = false;
     this.#written += rows.length;
