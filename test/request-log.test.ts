@@ -10,6 +10,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { RequestLog, requestRowToJson } from '../src/admin/request-log.ts';
+import { COLUMNS, SWEEP_CONTEXTS_OVER } from '../src/admin/request-log-query.ts';
 import { CONTEXT_LIMIT, MAX_TEXT_BYTES, RowQueue } from '../src/admin/row-queue.ts';
 import type { ProxyEvents } from '../src/admin/types.ts';
 import type { RequestLogConfig } from '../src/config/types.ts';
@@ -237,11 +238,11 @@ test('query plans: newest first from an index, never a sort; error filters use t
     const p = await plan(f);
     assert.doesNotMatch(p, /TEMP B-TREE/, `no sort for ${JSON.stringify(f)}: ${p}`);
   }
-  assert.match(await plan({ limit: 5 }), /requests_ts\b/);
-  assert.match(await plan({ limit: 5, status: { class: 5 } }), /requests_errors_ts/);
-  assert.match(await plan({ limit: 5, status: { class: 4 } }), /requests_errors_ts/);
-  assert.match(await plan({ limit: 5, status: 503 }), /requests_errors_ts/);
-  assert.match(await plan({ limit: 5, status: 200 }), /requests_ts\b/);
+  assert.match(await plan({ limit: 5 }), /request_rows_ts\b/);
+  assert.match(await plan({ limit: 5, status: { class: 5 } }), /request_rows_errors_ts/);
+  assert.match(await plan({ limit: 5, status: { class: 4 } }), /request_rows_errors_ts/);
+  assert.match(await plan({ limit: 5, status: 503 }), /request_rows_errors_ts/);
+  assert.match(await plan({ limit: 5, status: 200 }), /request_rows_ts\b/);
   await log.close();
 });
 
@@ -269,15 +270,15 @@ test('retention deletes rows older than the retention, then the oldest beyond ma
   for (let i = 0; i < 5; i++) events.emit(record({ id: `old-${i}`, ts: now - 8 * DAY + i }));
   for (let i = 0; i < 15; i++) events.emit(record({ id: `new-${i}`, ts: now - 1000 + i }));
   log.flush();
-  assert.deepEqual(await log.applyRetention(now), { deleted: 10 });
+  assert.deepEqual(await log.applyRetention(now), { deleted: 10, contextsDeleted: 0 });
   const left = (await log.query({ limit: 100 })).map((r) => r.id);
   assert.deepEqual(left, Array.from({ length: 10 }, (_, i) => `new-${14 - i}`));
-  assert.deepEqual(await log.applyRetention(now), { deleted: 0 });
+  assert.deepEqual(await log.applyRetention(now), { deleted: 0, contextsDeleted: 0 });
   await log.close();
 
   // a restart with a smaller max_rows trims the rows it found on disk
   const smaller = RequestLog.open({ ...cfg, maxRows: 4 }, silentLogger);
-  assert.deepEqual(await smaller.applyRetention(now), { deleted: 6 });
+  assert.deepEqual(await smaller.applyRetention(now), { deleted: 6, contextsDeleted: 0 });
   assert.deepEqual((await smaller.query({ limit: 100 })).map((r) => r.id), ['new-14', 'new-13', 'new-12', 'new-11']);
   await smaller.close();
 
@@ -291,6 +292,77 @@ test('retention deletes rows older than the retention, then the oldest beyond ma
   await sleep(60);
   assert.deepEqual((await timed.query({ limit: 10 })).map((r) => r.id), ['fresh']);
   await timed.close();
+});
+
+test('contexts no row uses are swept once past SWEEP_CONTEXTS_OVER; those the writer may still use stay', async () => {
+  const now = Date.now();
+  const cfg = config({ retentionMs: 7 * DAY });
+  const log = RequestLog.open(cfg, silentLogger, { flushIntervalMs: 60_000, batchSize: 100_000 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const old = SWEEP_CONTEXTS_OVER + 100;
+  // one context per row, all of them expired; the queue starts its contexts over after this flush
+  for (let i = 0; i < old; i++) events.emit(record({ id: `old-${i}`, ts: now - 8 * DAY, clientAddr: `10.0.${i >> 8}.${i & 255}` }));
+  log.flush();
+  // a context of the new range: its only row expires too, but the writer may write it again
+  events.emit(record({ id: 'keep-1', ts: now - 8 * DAY, clientAddr: '192.0.2.1' }));
+  events.emit(record({ id: 'live', clientAddr: '192.0.2.2' }));
+  log.flush();
+  assert.deepEqual(await log.applyRetention(now), { deleted: old + 1, contextsDeleted: old });
+  // the kept context again, written by key only: the row must still read whole
+  events.emit(record({ id: 'keep-2', clientAddr: '192.0.2.1' }));
+  log.flush();
+  assert.deepEqual((await log.query({ limit: 10 })).map((r) => [r.id, r.client_addr]), [['keep-2', '192.0.2.1'], ['live', '192.0.2.2']]);
+  await log.close();
+  const db = new Database(cfg.path, { readonly: true });
+  assert.equal(db.prepare('SELECT count(*) FROM request_contexts').pluck().get(), 2);
+  db.close();
+});
+
+test('a file of schema 1 (a requests table) is migrated on open: every row reads the same, new rows follow', async () => {
+  const cfg = config();
+  mkdirSync(join(cfg.path, '..'), { recursive: true });
+  const v1 = new Database(cfg.path);
+  v1.exec(`CREATE TABLE requests (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, ts INTEGER NOT NULL, listener TEXT NOT NULL, client_addr TEXT NOT NULL,
+    client_subject TEXT, client_sha256 TEXT, method TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, upstream TEXT,
+    endpoint TEXT, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL, duration_ms REAL NOT NULL, error TEXT);
+    CREATE INDEX requests_ts ON requests (ts); CREATE INDEX requests_errors_ts ON requests (ts) WHERE status >= 400;`);
+  const before: RequestRecord[] = [];
+  for (let i = 0; i < 50; i++) {
+    before.push(record({ id: `v1-${i}`, ts: 1_700_000_000_000 + i, clientSubject: i % 3 === 0 ? null : 'CN=orders', clientSha256: i % 3 === 0 ? null : 'ab'.repeat(32),
+      upstream: i % 5 === 0 ? null : 'backend', endpoint: i % 5 === 0 ? null : '127.0.0.1:9000', status: i % 5 === 0 ? 502 : 200, error: i % 5 === 0 ? 'no upstream' : null, host: `h${i % 4}` }));
+  }
+  const ins = v1.prepare(`INSERT INTO requests (id, ts, listener, client_addr, client_subject, client_sha256, method, host, path, status, upstream, endpoint, bytes_in, bytes_out, duration_ms, error)
+    VALUES (@id, @ts, @listener, @clientAddr, @clientSubject, @clientSha256, @method, @host, @path, @status, @upstream, @endpoint, @bytesIn, @bytesOut, @durationMs, @error)`);
+  for (const r of before) ins.run(r);
+  v1.close();
+
+  const log = RequestLog.open(cfg, silentLogger);
+  const rows = await log.query({ limit: 100 });
+  assert.deepEqual(rows.map((r) => r.id), before.map((r) => r.id).reverse());
+  for (const r of rows) {
+    const want = before.find((b) => b.id === r.id)!;
+    assert.deepEqual(r, { id: want.id, ts: want.ts, listener: want.listener, client_addr: want.clientAddr, client_subject: want.clientSubject, client_sha256: want.clientSha256,
+      method: want.method, host: want.host, path: want.path, status: want.status, upstream: want.upstream, endpoint: want.endpoint, bytes_in: want.bytesIn,
+      bytes_out: want.bytesOut, duration_ms: want.durationMs, error: want.error });
+  }
+  const events = new FakeEvents();
+  log.attach(events);
+  events.emit(record({ id: 'v2-0', ts: 1_800_000_000_000, host: 'h0' }));
+  log.flush();
+  assert.deepEqual((await log.query({ limit: 2 })).map((r) => [r.id, r.host]), [['v2-0', 'h0'], ['v1-49', 'h1']]);
+  assert.deepEqual((await log.query({ limit: 100, status: 502 })).length, 10);
+  await log.close();
+
+  const db = new Database(cfg.path, { readonly: true });
+  assert.equal(db.pragma('user_version', { simple: true }), 2);
+  assert.equal(db.prepare("SELECT type FROM sqlite_schema WHERE name = 'requests'").pluck().get(), 'view');
+  // the contract's columns, in its order, after seq
+  assert.deepEqual(db.prepare("SELECT name FROM pragma_table_info('requests')").pluck().all(), ['seq', ...COLUMNS.split(', ')]);
+  // the old table's contexts each once, plus the new row's (a new range of keys: written again)
+  const distinct = new Set(before.map((r) => JSON.stringify([r.host, r.clientSubject, r.clientSha256, r.upstream, r.endpoint, r.error]))).size;
+  assert.equal(db.prepare('SELECT count(*) FROM request_contexts').pluck().get(), distinct + 1);
+  db.close();
 });
 
 test('queries and retention run on the reader thread: the event loop keeps turning meanwhile', async () => {
@@ -312,7 +384,7 @@ test('queries and retention run on the reader thread: the event loop keeps turni
   const deleted = await log.applyRetention(now);
   assert.deepEqual(await scan, []);
   done = true;
-  assert.deepEqual(deleted, { deleted: 60_000 }, 'deleted in chunks of 5000, all of them');
+  assert.deepEqual(deleted, { deleted: 60_000, contextsDeleted: 0 }, 'deleted in chunks of 5000, all of them');
   assert.ok(turns >= 10, `the proxy's thread ran ${turns} turns while the reader deleted 60000 rows`);
   assert.deepEqual((await log.query({ limit: 10 })).map((r) => r.id), ['kept']);
   await log.close();

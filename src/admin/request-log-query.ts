@@ -1,4 +1,4 @@
-// The request log's query language: the API's filters as SQL over the `requests` table. Used by
+// The request log's query language: the API's filters as SQL over the `requests` view. Used by
 // the reader thread (request-log-worker.ts), which answers the queries, and shared so the writer
 // and the reader agree on the columns.
 
@@ -32,6 +32,15 @@ export interface RequestFilter {
   listener?: string;
   clientSubject?: string;
 }
+
+/**
+ * request_log_state's key for the first context key the writer may still refer to: the
+ * reader's sweep deletes only unused contexts below it (request-log.ts writes it).
+ */
+export const CONTEXTS_IN_USE_FROM = 'contexts_in_use_from';
+
+/** Unused contexts are swept (after retention deleted rows) once the file holds more than this many. */
+export const SWEEP_CONTEXTS_OVER = 4096;
 
 export const COLUMNS = 'id, ts, listener, client_addr, client_subject, client_sha256, method, host, path, status, upstream, endpoint, bytes_in, bytes_out, duration_ms, error';
 export const MAX_QUERY_LIMIT = 10_000;

@@ -7,7 +7,7 @@
 // checkpoints the WAL every second, which SQLite would otherwise do inside the writer's commits.
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { compileQuery, type RequestFilter } from './request-log-query.ts';
+import { CONTEXTS_IN_USE_FROM, SWEEP_CONTEXTS_OVER, compileQuery, type RequestFilter } from './request-log-query.ts';
 
 export interface ReaderInit {
   path: string;
@@ -36,9 +36,13 @@ function run(init: ReaderInit): void {
   if (port === null) throw new Error('request-log-worker.ts runs as a worker thread');
   const db = new Database(init.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
   const byShape = new Map<number, Statement>();
-  const deleteOlder = db.prepare('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests WHERE ts < ? ORDER BY ts LIMIT ?)');
-  const deleteOldest = db.prepare('DELETE FROM requests WHERE seq IN (SELECT seq FROM requests ORDER BY seq LIMIT ?)');
-  const count = db.prepare('SELECT count(*) AS n FROM requests');
+  const deleteOlder = db.prepare('DELETE FROM request_rows WHERE seq IN (SELECT seq FROM request_rows WHERE ts < ? ORDER BY ts LIMIT ?)');
+  const deleteOldest = db.prepare('DELETE FROM request_rows WHERE seq IN (SELECT seq FROM request_rows ORDER BY seq LIMIT ?)');
+  const count = db.prepare('SELECT count(*) FROM request_rows').pluck();
+  const contexts = db.prepare('SELECT count(*) FROM request_contexts').pluck();
+  // One scan of request_rows (an ephemeral index of the keys in use), only when the contexts
+  // have grown: the rows of most deployments share a few hundred.
+  const sweepContexts = db.prepare(`DELETE FROM request_contexts WHERE k < (SELECT value FROM request_log_state WHERE key = '${CONTEXTS_IN_USE_FROM}') AND k NOT IN (SELECT ctx FROM request_rows)`);
 
   const statementFor = (filter: RequestFilter): { stmt: Statement; params: Array<string | number> } => {
     const q = compileQuery(filter);
@@ -50,21 +54,22 @@ function run(init: ReaderInit): void {
     return { stmt, params: q.params };
   };
 
-  const retention = (cutoff: number, maxRows: number): { deleted: number } => {
+  const retention = (cutoff: number, maxRows: number): { deleted: number; contextsDeleted: number } => {
     let deleted = 0;
     for (;;) {
       const n = deleteOlder.run(cutoff, RETENTION_CHUNK).changes;
       deleted += n;
       if (n < RETENTION_CHUNK) break;
     }
-    let excess = (count.get() as { n: number }).n - maxRows;
+    let excess = (count.get() as number) - maxRows;
     while (excess > 0) {
       const n = deleteOldest.run(Math.min(excess, RETENTION_CHUNK)).changes;
       if (n === 0) break;
       deleted += n;
       excess -= n;
     }
-    return { deleted };
+    const contextsDeleted = deleted > 0 && (contexts.get() as number) > SWEEP_CONTEXTS_OVER ? sweepContexts.run().changes : 0;
+    return { deleted, contextsDeleted };
   };
 
   port.on('message', (m: ReaderRequest) => {

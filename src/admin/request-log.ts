@@ -14,9 +14,9 @@ import type { RequestRecord } from '../http/context.ts';
 import type { Logger } from '../log.ts';
 import type { ProxyEvents } from './types.ts';
 
-import { COLUMNS, type RequestFilter, type RequestRow } from './request-log-query.ts';
+import { CONTEXTS_IN_USE_FROM, type RequestFilter, type RequestRow } from './request-log-query.ts';
 import type { ReaderInit, ReaderReply, ReaderRequest } from './request-log-worker.ts';
-import { CONTEXT_COLUMNS, ROW_PARAMS, RowQueue, type Values } from './row-queue.ts';
+import { CONTEXT_COLUMNS, ROW_COLUMNS, ROW_PARAMS, RowQueue, type Values } from './row-queue.ts';
 
 export type { RequestFilter, RequestRow } from './request-log-query.ts';
 
@@ -57,33 +57,62 @@ const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 // scan of the table on that query only, instead of an index update on every request.
 // Measured (200k rows, 500 per transaction, CPU per row): the earlier ts + (status / 100, ts) +
 // (client_subject, ts) with one INSERT per row 4.1-5.5 µs; these two with 16 rows per INSERT 2.3 µs.
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS requests (
-  seq INTEGER PRIMARY KEY,
-  id TEXT NOT NULL,
-  ts INTEGER NOT NULL,
+//
+// Schema 2: the contract's `requests` is a view. A row's repeated columns (listener, client,
+// host, upstream, ...) live once per distinct combination in request_contexts, and a row of
+// request_rows holds only its own values and the context's key: 92 bytes of file per row
+// instead of 242, and an INSERT binds eight values with no join. Measured (300k rows, batches
+// of 500, CPU per row): insert 1.44-1.64 -> 1.06-1.22 µs, checkpoint 0.39 -> 0.18 µs.
+// A file of schema 1 (a `requests` table) is migrated when it is opened.
+const SCHEMA_VERSION = 2;
+const CONTEXT_TABLE = `CREATE TABLE IF NOT EXISTS request_contexts (
+  k INTEGER PRIMARY KEY,
   listener TEXT NOT NULL,
   client_addr TEXT NOT NULL,
   client_subject TEXT,
   client_sha256 TEXT,
   method TEXT NOT NULL,
   host TEXT NOT NULL,
-  path TEXT NOT NULL,
-  status INTEGER NOT NULL,
   upstream TEXT,
   endpoint TEXT,
+  error TEXT
+);
+-- what the reader thread's sweep of unused contexts must leave alone: the writer's current range
+CREATE TABLE IF NOT EXISTS request_log_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS request_rows (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  status INTEGER NOT NULL,
   bytes_in INTEGER NOT NULL,
   bytes_out INTEGER NOT NULL,
   duration_ms REAL NOT NULL,
-  error TEXT
+  ctx INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
-CREATE INDEX IF NOT EXISTS requests_errors_ts ON requests (ts) WHERE status >= 400;
--- indexes of earlier versions, each a cost on every insert
-DROP INDEX IF EXISTS requests_status_class_ts;
-DROP INDEX IF EXISTS requests_client_subject_ts;
-DROP INDEX IF EXISTS requests_upstream_ts;
-DROP INDEX IF EXISTS requests_listener_ts;
+`;
+const INDEXES_AND_VIEW = `
+CREATE INDEX IF NOT EXISTS request_rows_ts ON request_rows (ts);
+CREATE INDEX IF NOT EXISTS request_rows_errors_ts ON request_rows (ts) WHERE status >= 400;
+CREATE VIEW IF NOT EXISTS requests AS
+  SELECT r.seq AS seq, r.id AS id, r.ts AS ts, c.listener AS listener, c.client_addr AS client_addr,
+    c.client_subject AS client_subject, c.client_sha256 AS client_sha256, c.method AS method, c.host AS host,
+    r.path AS path, r.status AS status, c.upstream AS upstream, c.endpoint AS endpoint,
+    r.bytes_in AS bytes_in, r.bytes_out AS bytes_out, r.duration_ms AS duration_ms, c.error AS error
+  FROM request_rows AS r JOIN request_contexts AS c ON c.k = r.ctx;
+PRAGMA user_version = ${SCHEMA_VERSION};
+`;
+const CONTEXT_LIST = CONTEXT_COLUMNS.join(', ');
+// Schema 1 -> 2: each distinct context once, then every row with its context's key (IS: NULL
+// matches NULL). The index makes the join a lookup; it goes with the old table.
+const MIGRATE_FROM_1 = `
+CREATE INDEX migrate_contexts ON request_contexts (${CONTEXT_LIST});
+INSERT INTO request_contexts (${CONTEXT_LIST}) SELECT DISTINCT ${CONTEXT_LIST} FROM requests;
+INSERT INTO request_rows (seq, id, ts, path, status, bytes_in, bytes_out, duration_ms, ctx)
+  SELECT r.seq, r.id, r.ts, r.path, r.status, r.bytes_in, r.bytes_out, r.duration_ms, c.k
+  FROM requests AS r JOIN request_contexts AS c ON ${CONTEXT_COLUMNS.map((n) => `c.${n} IS r.${n}`).join(' AND ')};
+DROP INDEX migrate_contexts;
+DROP TABLE requests;
 `;
 
 /** Rows per multi-row INSERT; a batch's remainder goes through the one-row statement. */
@@ -105,6 +134,19 @@ function openError(path: string, err: unknown): ConfigError {
   return new ConfigError(CONFIG_KEY, `cannot open request log ${path}: ${detail}`, { cause: err });
 }
 
+/** Creates or migrates the schema inside the caller's transaction; returns the rows migrated. */
+function createSchema(db: Db): number {
+  const requests = db.prepare("SELECT type FROM sqlite_schema WHERE name = 'requests'").pluck().get();
+  db.exec(CONTEXT_TABLE);
+  let migrated = 0;
+  if (requests === 'table') {
+    migrated = (db.prepare('SELECT count(*) FROM requests').pluck().get() as number);
+    db.exec(MIGRATE_FROM_1);
+  }
+  db.exec(INDEXES_AND_VIEW);
+  return migrated;
+}
+
 export class RequestLog {
   readonly #db: Db;
   readonly #cfg: RequestLogConfig;
@@ -119,6 +161,8 @@ export class RequestLog {
   #nextId = 1;
   #readerError: Error | null = null;
   readonly #queue: RowQueue;
+  /** The key of context 0 of the queue's generation in the file; NaN before the first flush. */
+  #contextBase = Number.NaN;
   #dropped = 0;
   #written = 0;
   #writeMs = 0;
@@ -154,14 +198,16 @@ export class RequestLog {
       // Take the write lock now: a file another process holds locked fails here, at startup,
       // instead of at the first flush.
       db.exec('BEGIN IMMEDIATE');
-      db.exec(SCHEMA);
+      const migrated = createSchema(db);
       db.exec('COMMIT');
+      if (migrated > 0) logger.info({ path: cfg.path, rows: migrated }, `request log: migrated ${migrated} rows to schema ${SCHEMA_VERSION}`);
       db.pragma(`busy_timeout = ${RUN_BUSY_TIMEOUT_MS}`);
       // The reader thread checkpoints the WAL (copying pages into the file and fsyncing it):
       // with SQLite's default this writer would, inside a flush, every 1000 pages.
       db.pragma('wal_autocheckpoint = 0');
       return new RequestLog(db, cfg, logger, opts);
     } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
       db.close();
       throw openError(cfg.path, err);
     }
@@ -175,16 +221,15 @@ export class RequestLog {
     this.#flushIntervalMs = opts.flushIntervalMs ?? 200;
     this.#batchSize = opts.batchSize ?? 500;
     this.#retentionIntervalMs = opts.retentionIntervalMs ?? 60_000;
-    // A row is its own values joined with its context (row-queue.ts): the contexts live in a
-    // TEMP table of this connection, each written once. CROSS JOIN keeps the VALUES as the
-    // outer loop, so rows go in in queue order.
-    db.exec(`CREATE TEMP TABLE request_context (k INTEGER PRIMARY KEY, ${CONTEXT_COLUMNS.join(', ')})`);
-    const addContext = db.prepare(`INSERT INTO temp.request_context VALUES (${new Array<string>(CONTEXT_COLUMNS.length + 1).fill('?').join(', ')})`);
-    const dropContexts = db.prepare('DELETE FROM temp.request_context');
+    // A row is its own values and its context's key (row-queue.ts). The queue numbers its
+    // contexts 0, 1, ... within a generation; the writer stores them from a base past every key
+    // in the file, taken when a generation's first flush starts, and writes each context once.
+    const addContext = db.prepare(`INSERT INTO request_contexts (k, ${CONTEXT_LIST}) VALUES (${new Array<string>(CONTEXT_COLUMNS.length + 1).fill('?').join(', ')})`);
+    const nextKey = db.prepare('SELECT coalesce(max(k), -1) + 1 FROM request_contexts').pluck();
+    const keepFrom = db.prepare(`INSERT INTO request_log_state (key, value) VALUES ('${CONTEXTS_IN_USE_FROM}', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`);
     const row = `(${new Array<string>(ROW_PARAMS).fill('?').join(', ')})`;
     const insert = (rows: number): Database.Statement =>
-      db.prepare(`INSERT INTO requests (${COLUMNS}) SELECT v.column1, v.column2, c.listener, c.client_addr, c.client_subject, c.client_sha256, c.method, c.host, v.column3, c.status, c.upstream, c.endpoint, v.column4, v.column5, v.column6, c.error
-        FROM (VALUES ${new Array<string>(rows).fill(row).join(', ')}) AS v CROSS JOIN temp.request_context AS c WHERE c.k = v.column7`);
+      db.prepare(`INSERT INTO request_rows (${ROW_COLUMNS.join(', ')}) VALUES ${new Array<string>(rows).fill(row).join(', ')}`);
     const insertOne = insert(1);
     const insertMany = insert(ROWS_PER_INSERT);
     // argument arrays reused by every run: no allocation per row. Spread into run(), they are
@@ -192,37 +237,36 @@ export class RequestLog {
     const args: Values = new Array<string | number | null>(ROW_PARAMS * ROWS_PER_INSERT).fill(null);
     const one: Values = new Array<string | number | null>(ROW_PARAMS).fill(null);
     const context: Values = new Array<string | number | null>(CONTEXT_COLUMNS.length).fill(null);
-    // What the TEMP table holds; advanced only once a flush commits (a failed one rolls the
-    // table back with the rows, and the retry writes those contexts again).
-    let generation = 0;
+    // What the file holds of the queue's contexts; advanced only once a flush commits (a failed
+    // one rolls its contexts back with its rows, and the retry writes them again).
+    let generation = -1;
     let contextsWritten = 0;
-    const inserted = (n: number, want: number): void => {
-      // an unknown context would drop the row silently in the join: fail the flush instead
-      if (n !== want) throw new Error(`request log: ${want - n} row(s) found no context`);
-    };
-    const write = db.transaction((rows: RowQueue) => {
+    const write = db.transaction((rows: RowQueue): number => {
       let from = contextsWritten;
+      let base = this.#contextBase;
       if (rows.generation !== generation) {
-        dropContexts.run();
+        base = nextKey.get() as number;
+        keepFrom.run(base);
         from = 0;
       }
       for (let k = from; k < rows.contexts; k++) {
         rows.readContext(k, context);
-        addContext.run(k, ...context);
+        addContext.run(base + k, ...context);
       }
       const n = rows.length;
       let i = 0;
       for (; i + ROWS_PER_INSERT <= n; i += ROWS_PER_INSERT) {
-        for (let j = 0; j < ROWS_PER_INSERT; j++) rows.read(i + j, args, j * ROW_PARAMS);
-        inserted(insertMany.run(...args).changes, ROWS_PER_INSERT);
+        for (let j = 0; j < ROWS_PER_INSERT; j++) rows.read(i + j, args, j * ROW_PARAMS, base);
+        insertMany.run(...args);
       }
       for (; i < n; i++) {
-        rows.read(i, one, 0);
-        inserted(insertOne.run(...one).changes, 1);
+        rows.read(i, one, 0, base);
+        insertOne.run(...one);
       }
+      return base;
     });
     this.#insertAll = (rows: RowQueue): void => {
-      write(rows);
+      this.#contextBase = write(rows);
       generation = rows.generation;
       contextsWritten = rows.contexts;
     };
@@ -304,10 +348,11 @@ export class RequestLog {
 
   /**
    * Deletes rows older than the retention, then the oldest beyond max_rows, on the reader
-   * thread, a few thousand rows per transaction.
+   * thread, a few thousand rows per transaction; then, once the contexts have grown past
+   * SWEEP_CONTEXTS_OVER, the contexts no row uses any more.
    */
-  async applyRetention(now: number = Date.now()): Promise<{ deleted: number }> {
-    return await (this.#ask({ id: 0, op: 'retention', cutoff: now - this.#cfg.retentionMs, maxRows: this.#cfg.maxRows }) as Promise<{ deleted: number }>);
+  async applyRetention(now: number = Date.now()): Promise<{ deleted: number; contextsDeleted: number }> {
+    return await (this.#ask({ id: 0, op: 'retention', cutoff: now - this.#cfg.retentionMs, maxRows: this.#cfg.maxRows }) as Promise<{ deleted: number; contextsDeleted: number }>);
   }
 
   #ask(req: ReaderRequest): Promise<unknown> {

@@ -9,21 +9,19 @@
 // Why this shape: binding is most of the cost of a row in SQLite. better-sqlite3 pays ~65 ns
 // per bound value through N-API and ~50 ns more per string (measured: 16-row INSERTs of the
 // full row bound 2.65 µs/row, of literal values 0.78). Most columns repeat from request to
-// request, so a row is split in two:
-// - a context: listener, client address, subject, fingerprint, method, host, status,
-//   upstream, endpoint, error. Each distinct context gets a small integer and is written once
-//   into a TEMP table of the writer's connection; the INSERT joins it back.
-// - its own values: id and path (their UTF-8 bytes, in one buffer), ts, bytes in and out,
-//   duration (a Float64Array),
-//   and the context's integer. Seven values bound per row instead of sixteen, two of them
-//   strings instead of ten.
+// request, so a row is split in two, in the queue as in the database (request-log.ts):
+// - a context: listener, client address, subject, fingerprint, method, host, upstream,
+//   endpoint, error. Each distinct context gets a small integer and is written once, as a
+//   row of request_contexts.
+// - its own values: id and path (their UTF-8 bytes, in one buffer), ts, status, bytes in and
+//   out, duration (a Float64Array), and the context's integer. Eight values bound per row
+//   instead of sixteen, two of them strings instead of ten.
 // Nothing of a row stays on the JS heap between the request and the flush.
 import type { RequestRecord } from '../http/context.ts';
 
-const NUMS = 4;
-/** Context fields: nine strings (as dictionary indexes, -1 for null) and the status. */
-const CTX = 10;
-const STATUS = 9;
+const NUMS = 5;
+/** Context fields: nine strings, as dictionary indexes (-1 for null). */
+const CTX = 9;
 /** Text bytes held before the buffer may grow; it grows by doubling up to MAX_TEXT_BYTES. */
 const INITIAL_TEXT_BYTES = 256 * 1024;
 /** Rows whose id and path do not fit in this many queued bytes are dropped (and counted). */
@@ -31,10 +29,11 @@ export const MAX_TEXT_BYTES = 16 * 1024 * 1024;
 /** Strings and contexts start over (at a flush, when no queued row refers to them) beyond this many. */
 export const CONTEXT_LIMIT = 4096;
 
-/** Values bound per row, in this order: id, ts, path, bytes_in, bytes_out, duration_ms, context. */
-export const ROW_PARAMS = 7;
-/** Values of a context, in this order: listener, client_addr, client_subject, client_sha256, method, host, upstream, endpoint, error, status. */
-export const CONTEXT_COLUMNS = ['listener', 'client_addr', 'client_subject', 'client_sha256', 'method', 'host', 'upstream', 'endpoint', 'error', 'status'] as const;
+/** Values bound per row, in this order (request_rows' columns after seq). */
+export const ROW_COLUMNS = ['id', 'ts', 'path', 'status', 'bytes_in', 'bytes_out', 'duration_ms', 'ctx'] as const;
+export const ROW_PARAMS = ROW_COLUMNS.length;
+/** Values of a context, in this order (request_contexts' columns after k). */
+export const CONTEXT_COLUMNS = ['listener', 'client_addr', 'client_subject', 'client_sha256', 'method', 'host', 'upstream', 'endpoint', 'error'] as const;
 
 export type Values = Array<string | number | null>;
 
@@ -58,8 +57,8 @@ export class RowQueue {
   #dict: string[] = [];
   #dictIndex = new Map<string, number>();
   /** Per string field: the last string seen and its index (the common case: the same string again). */
-  readonly #lastString: Array<string | null> = new Array<string | null>(CTX - 1).fill(null);
-  readonly #lastIndex = new Int32Array(CTX - 1);
+  readonly #lastString: Array<string | null> = new Array<string | null>(CTX).fill(null);
+  readonly #lastIndex = new Int32Array(CTX);
 
   // contexts: CTX fields each in #ctxFields; an open-addressing table of (index + 1), 0 = empty
   #ctxFields = new Int32Array(64 * CTX);
@@ -68,7 +67,7 @@ export class RowQueue {
   readonly #cur = new Int32Array(CTX);
   readonly #last = new Int32Array(CTX).fill(-2);
   #lastCtx = -1;
-  /** Bumped when the contexts start over: the writer empties its TEMP table. */
+  /** Bumped when the contexts start over: the writer starts a new range of context keys. */
   generation = 0;
 
   constructor(capacity: number) {
@@ -104,9 +103,10 @@ export class RowQueue {
     const n = i * NUMS;
     const nums = this.#nums;
     nums[n] = r.ts;
-    nums[n + 1] = r.bytesIn;
-    nums[n + 2] = r.bytesOut;
-    nums[n + 3] = r.durationMs;
+    nums[n + 1] = r.status;
+    nums[n + 2] = r.bytesIn;
+    nums[n + 3] = r.bytesOut;
+    nums[n + 4] = r.durationMs;
     const cur = this.#cur;
     cur[0] = this.#ref(0, r.listener);
     cur[1] = this.#ref(1, r.clientAddr);
@@ -117,14 +117,13 @@ export class RowQueue {
     cur[6] = this.#ref(6, r.upstream);
     cur[7] = this.#ref(7, r.endpoint);
     cur[8] = this.#ref(8, r.error);
-    cur[STATUS] = r.status;
     this.#ctxOf[i] = this.#context();
     this.#length = i + 1;
     return true;
   }
 
-  /** Row `i`'s ROW_PARAMS values, written into `out` from `at`. */
-  read(i: number, out: Values, at: number): void {
+  /** Row `i`'s ROW_PARAMS values, written into `out` from `at`; its context is `base` + its index. */
+  read(i: number, out: Values, at: number, base: number): void {
     const n = i * NUMS;
     const nums = this.#nums;
     const start = i === 0 ? 0 : this.#ends[i * 2 - 1]!;
@@ -135,18 +134,18 @@ export class RowQueue {
     out[at + 3] = nums[n + 1]!;
     out[at + 4] = nums[n + 2]!;
     out[at + 5] = nums[n + 3]!;
-    out[at + 6] = this.#ctxOf[i]!;
+    out[at + 6] = nums[n + 4]!;
+    out[at + 7] = base + this.#ctxOf[i]!;
   }
 
   /** Context `k`'s values (CONTEXT_COLUMNS order), written into `out` from 0. */
   readContext(k: number, out: Values): void {
     const f = this.#ctxFields;
     const at = k * CTX;
-    for (let j = 0; j < CTX - 1; j++) {
+    for (let j = 0; j < CTX; j++) {
       const ref = f[at + j]!;
       out[j] = ref < 0 ? null : this.#dict[ref]!;
     }
-    out[STATUS] = f[at + STATUS]!;
   }
 
   /** Empties the queue (after a flush wrote every row). */
