@@ -28,8 +28,10 @@ const BULK_BYTES = 256 * 1024 * 1024;
 const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? '2');
 // Extra alternating rounds of small GET, 50 conns for mtls-proxy and mtls-proxy-obs: the ratio
 // between two single runs swung from 0.71 to 0.94 on these machines (the same proxy ran 20.5k
-// and 29k req/s minutes apart), so the observability target takes the median pair.
-const OBS_ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? '4');
+// and 29k req/s minutes apart), so the observability target takes the median pair. Short
+// rounds keep the two runs of a pair seconds apart, inside one phase of the machine.
+const OBS_ROUNDS = Number(process.env.BENCH_OBS_ROUNDS ?? '10');
+const OBS_SECONDS = Number(process.env.BENCH_OBS_SECONDS ?? '3');
 const CONNS = 50;
 const PROXY_CPU = '0';
 const ORIGIN_CPU = '1';
@@ -710,7 +712,7 @@ function describe(pid: number, comm: string): string {
   }
 }
 
-async function runScenario(dir: string, shim: string | null, live: Live, scenario: ScenarioName, origin: Proc, originPort: number): Promise<ScenarioResult> {
+async function runScenario(dir: string, shim: string | null, live: Live, scenario: ScenarioName, origin: Proc, originPort: number, seconds = SECONDS): Promise<ScenarioResult> {
   const proxy = live.proxy;
   const before = await originStats(dir, originPort);
   const peakReset = proxy ? resetPeak(proxy.pid) : false;
@@ -725,7 +727,7 @@ async function runScenario(dir: string, shim: string | null, live: Live, scenari
     await wrk(dir, shim, live.port, conns, close, WARMUP_SECONDS);
     // wrk's pid is not known before it starts; it is on core 1 and counted from its own rusage.
     b = sample(origin, proxy, []);
-    loadgen = await wrk(dir, shim, live.port, conns, close, SECONDS);
+    loadgen = await wrk(dir, shim, live.port, conns, close, seconds);
     e = sample(origin, proxy, []);
   } else {
     // bench/loadgen.ts marks the start and end of its measured window on stderr.
@@ -829,7 +831,7 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
       for (const name of round % 2 === 0 ? [OBS, 'mtls-proxy'] : ['mtls-proxy', OBS]) {
         process.stderr.write(`  small-50 ${name} (observability round ${round + 1}/${OBS_ROUNDS}) ...`);
         try {
-          const r = await runScenario(dir, shim, live.get(name)!, 'small-50', origin, originPort);
+          const r = await runScenario(dir, shim, live.get(name)!, 'small-50', origin, originPort, OBS_SECONDS);
           (results[name]!.obs_rounds ??= []).push({ rps: r.loadgen.rps ?? null, per_proxy_cpu_s: r.per_proxy_cpu_s });
           process.stderr.write(` ${r.loadgen.rps} req/s\n`);
         } catch (err) {
