@@ -67,6 +67,21 @@ export function clientAddress(remote: string | undefined): string {
   return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
 }
 
+/**
+ * The value without trailing SP/HTAB. RFC 9112 §5.1: OWS around a field value is not part of
+ * it; llhttp drops the leading OWS but hands over the trailing one, and "localhost " must not
+ * route differently from the "localhost" every origin reads (found by the differential fuzzer).
+ */
+export function trimTrailingOws(v: string): string {
+  let end = v.length;
+  while (end > 0) {
+    const c = v.charCodeAt(end - 1);
+    if (c !== 0x20 && c !== 0x09) break;
+    end--;
+  }
+  return end === v.length ? v : v.slice(0, end);
+}
+
 /** Header value as sent on the wire: nothing here may contain CR or LF. */
 export function assertSafeValue(v: string): boolean {
   return !/[\r\n\0]/.test(v);

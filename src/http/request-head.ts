@@ -3,25 +3,10 @@
 // target length (414), version (505), Host (RFC 9112 §3.2: exactly one, else 400).
 import type { ListenerLimits } from '../config/types.ts';
 import { ProxyError } from '../errors.ts';
-import type { HeaderList } from './headers.ts';
+import { trimTrailingOws, type HeaderList } from './headers.ts';
 
 // Bytes a header line costs beyond its name and value: ": " and CRLF.
 const LINE_OVERHEAD = 4;
-
-/**
- * The value without trailing SP/HTAB. RFC 9112 §5.1: OWS around a field value is not part of
- * it; llhttp drops the leading OWS but hands over the trailing one, and "localhost " must not
- * route differently from the "localhost" every origin reads (found by the differential fuzzer).
- */
-function trimTrailingOws(v: string): string {
-  let end = v.length;
-  while (end > 0) {
-    const c = v.charCodeAt(end - 1);
-    if (c !== 0x20 && c !== 0x09) break;
-    end--;
-  }
-  return end === v.length ? v : v.slice(0, end);
-}
 
 export class RequestHead {
   method = '';
@@ -36,6 +21,9 @@ export class RequestHead {
   expectContinue = false;
   /** Lower-cased header names in `headers`, parallel to the name slots. */
   lower: string[] = [];
+  // `headers` and `lower` are reused from request to request (no arrays per request): #push
+  // overwrites them from the start, and complete() cuts them to this request's #fields.
+  #fields = 0;
 
   #limits: ListenerLimits;
   #bytes = 0;
@@ -60,8 +48,7 @@ export class RequestHead {
     this.method = '';
     this.target = '';
     this.versionMinor = 1;
-    this.headers = [];
-    this.lower = [];
+    this.#fields = 0;
     this.host = '';
     this.contentLength = -1;
     this.chunked = false;
@@ -124,8 +111,10 @@ export class RequestHead {
 
   #push(): void {
     if (!this.#trailers && this.#field !== '') {
-      this.headers.push(this.#field, trimTrailingOws(this.#value));
-      this.lower.push(this.#field.toLowerCase());
+      const i = this.#fields++;
+      this.headers[2 * i] = this.#field;
+      this.headers[2 * i + 1] = trimTrailingOws(this.#value);
+      this.lower[i] = this.#field.toLowerCase();
     } else if (this.#trailers) {
       const name = this.#field.toLowerCase();
       if (name === 'transfer-encoding' || name === 'content-length') this.#trailerFraming = true;
@@ -148,6 +137,8 @@ export class RequestHead {
   /** Called from onHeadersComplete: validates what llhttp leaves to us. */
   complete(method: string, major: number, minor: number, keepAlive: boolean, upgrade: boolean): ProxyError | null {
     if (this.#inValue || this.#field !== '') this.#push();
+    this.headers.length = 2 * this.#fields;
+    this.lower.length = this.#fields;
     if (major !== 1 || (minor !== 0 && minor !== 1)) {
       return new ProxyError('VERSION_NOT_SUPPORTED', `HTTP/${major}.${minor} is not supported`);
     }
