@@ -3,7 +3,7 @@
 // X-Request-Id, the framing the client side needs (RFC 9112 §6), Connection: close when the
 // client connection ends with this response. The exchange (exchange.ts) owns one per request
 // and drives it; it turns the problems reported here into 502s.
-import { isHopByHop, connectionTokens } from './headers.ts';
+import { canonicalDigits, connectionTokens, headWriter, isHopByHop, trimTrailingOws } from './headers.ts';
 
 /**
  * How the response body reaches the client: as the upstream framed it by Content-Length,
@@ -23,8 +23,12 @@ const CRLF = '\r\n';
 
 export class ResponseHead {
   reason = '';
-  /** Field names and values as received, alternating; a value's trailing OWS removed. */
-  fields: string[] = [];
+  // The fields as received: names, lower-cased names and values (trailing OWS removed), the
+  // first #count of each. Reused from message to message: no arrays per response.
+  readonly #names: string[] = [];
+  readonly #lower: string[] = [];
+  readonly #values: string[] = [];
+  #count = 0;
   #field = '';
   #value = '';
   #inValue = false;
@@ -38,7 +42,7 @@ export class ResponseHead {
   /** A new message (a final response after 1xx ones too). */
   reset(): void {
     this.reason = '';
-    this.fields = [];
+    this.#count = 0;
     this.#field = '';
     this.#value = '';
     this.#inValue = false;
@@ -71,8 +75,11 @@ export class ResponseHead {
   }
 
   #push(): void {
+    const i = this.#count++;
+    this.#names[i] = this.#field;
+    this.#lower[i] = this.#field.toLowerCase();
     // RFC 9112 §5.1: trailing OWS is not part of the value (llhttp leaves it in)
-    this.fields.push(this.#field, this.#value.replace(/[ \t]+$/, ''));
+    this.#values[i] = trimTrailingOws(this.#value);
     this.#field = '';
     this.#value = '';
     this.#inValue = false;
@@ -89,11 +96,10 @@ export class ResponseHead {
    */
   problem(final: boolean): string | null {
     if (final) {
-      const f = this.fields;
       let codings = 0;
-      for (let i = 0; i < f.length; i += 2) {
-        if (f[i]!.toLowerCase() !== 'transfer-encoding') continue;
-        if (++codings > 1 || f[i + 1]!.toLowerCase() !== 'chunked') return 'upstream response has a transfer coding other than "chunked"';
+      for (let i = 0; i < this.#count; i++) {
+        if (this.#lower[i] !== 'transfer-encoding') continue;
+        if (++codings > 1 || this.#values[i]!.toLowerCase() !== 'chunked') return 'upstream response has a transfer coding other than "chunked"';
       }
     }
     if (/[^\t\x20-\x7e\x80-\xff]/.test(this.reason)) return 'upstream status line has a control byte in its reason phrase';
@@ -102,27 +108,39 @@ export class ResponseHead {
 
   /** A 1xx as an HTTP/1.1 client gets it: end-to-end fields only. */
   interim(status: number): string {
-    let s = `HTTP/1.1 ${status} ${this.reason}\r\n`;
-    const f = this.fields;
-    for (let i = 0; i < f.length; i += 2) {
-      if (!isHopByHop(f[i]!.toLowerCase())) s += `${f[i]}: ${f[i + 1]}\r\n`;
+    const w = headWriter;
+    this.#statusLine(status);
+    for (let i = 0; i < this.#count; i++) {
+      if (!isHopByHop(this.#lower[i]!)) w.field(this.#names[i]!, this.#values[i]!);
     }
-    return s + CRLF;
+    w.add(CRLF);
+    return w.take();
+  }
+
+  #statusLine(status: number): void {
+    const w = headWriter;
+    w.start('HTTP/1.1 ');
+    w.add(String(status));
+    w.add(' ');
+    w.add(this.reason);
+    w.add(CRLF);
   }
 
   /** The final head for the client; sets mode, closeClient and bodyLength. */
   final(status: number, req: ResponseFor, draining: boolean): string {
-    const f = this.fields;
-    const connection: string[] = [];
+    const n = this.#count;
+    const lowers = this.#lower;
+    const values = this.#values;
+    let connection: string[] | null = null;
     let hasLength = false;
     let length = 0;
     let chunked = false;
-    for (let i = 0; i < f.length; i += 2) {
-      const lower = f[i]!.toLowerCase();
-      if (lower === 'connection') connection.push(f[i + 1]!);
+    for (let i = 0; i < n; i++) {
+      const lower = lowers[i]!;
+      if (lower === 'connection') (connection ??= []).push(values[i]!);
       else if (lower === 'content-length') {
         hasLength = true;
-        length = Number(f[i + 1]!); // one value, digits only: llhttp refused anything else
+        length = Number(values[i]!); // one value, digits only: llhttp refused anything else
       } else if (lower === 'transfer-encoding') chunked = true;
     }
     const noBody = req.method === 'HEAD' || status === 204 || status === 304;
@@ -137,22 +155,23 @@ export class ResponseHead {
     this.bodyLength = mode === 'length' && Number.isSafeInteger(length) ? length : -1;
     this.closeClient = !req.clientKeepAlive || mode === 'close' || draining;
     // RFC 9110 §7.6.1: fields the upstream's Connection names are hop-by-hop too
-    const named = connection.length > 0 ? connectionTokens(connection) : null;
+    const named = connection !== null ? connectionTokens(connection) : null;
 
-    let s = `HTTP/1.1 ${status} ${this.reason}\r\n`;
-    for (let i = 0; i < f.length; i += 2) {
-      const name = f[i]!;
-      const lower = name.toLowerCase();
+    const w = headWriter;
+    this.#statusLine(status);
+    for (let i = 0; i < n; i++) {
+      const lower = lowers[i]!;
       if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
       // with HEAD, Content-Length describes the GET body: kept (RFC 9110 §9.3.2), in canonical
       // digits ("005" is 5 to llhttp; a client reading it as octal must not see it)
-      if (lower === 'content-length') s += `${name}: ${f[i + 1]!.replace(/^0+(?=\d)/, '')}\r\n`;
-      else s += `${name}: ${f[i + 1]}\r\n`;
+      if (lower === 'content-length') w.field(this.#names[i]!, canonicalDigits(values[i]!));
+      else w.field(this.#names[i]!, values[i]!);
     }
-    s += `x-request-id: ${req.id}\r\n`;
-    if (mode === 'chunked') s += 'transfer-encoding: chunked\r\n';
-    if (this.closeClient) s += 'connection: close\r\n';
-    else if (http10) s += 'connection: keep-alive\r\n';
-    return s + CRLF;
+    w.field('x-request-id', req.id);
+    if (mode === 'chunked') w.add('transfer-encoding: chunked\r\n');
+    if (this.closeClient) w.add('connection: close\r\n');
+    else if (http10) w.add('connection: keep-alive\r\n');
+    w.add(CRLF);
+    return w.take();
   }
 }
