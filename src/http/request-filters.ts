@@ -2,7 +2,7 @@
 // the client's X-Forwarded-Client-Cert dropped (clients cannot forge an identity), XFF
 // appended, X-Forwarded-Proto set, the request id kept or generated, framing re-declared.
 import { ProxyError } from '../errors.ts';
-import { connectionTokens, isHopByHop, isValidRequestId, newRequestId } from './headers.ts';
+import { canonicalDigits, connectionTokens, headWriter, isHopByHop, isValidRequestId, newRequestId } from './headers.ts';
 import type { RequestHead } from './request-head.ts';
 
 export interface TargetForm {
@@ -77,7 +77,11 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
     else if (name === 'x-forwarded-for') xff = xff ? `${xff}, ${headers[2 * i + 1]}` : headers[2 * i + 1]!;
     else if (name === 'content-length') length = headers[2 * i + 1]!;
   }
-  let s = `${head.method} ${info.target} HTTP/1.1\r\n`;
+  const w = headWriter;
+  w.start(head.method);
+  w.add(' ');
+  w.add(info.target);
+  w.add(' HTTP/1.1\r\n');
   for (let i = 0; i < lower.length; i++) {
     const name = lower[i]!;
     if (
@@ -91,18 +95,23 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
     ) {
       continue;
     }
-    if (name === 'host') s += `${headers[2 * i]}: ${info.host}\r\n`;
-    else s += `${headers[2 * i]}: ${headers[2 * i + 1]}\r\n`;
+    w.field(headers[2 * i]!, name === 'host' ? info.host : headers[2 * i + 1]!);
   }
-  s += `x-forwarded-for: ${xff ? `${xff}, ${info.clientAddr}` : info.clientAddr}\r\n`;
-  s += 'x-forwarded-proto: https\r\n';
-  s += `x-request-id: ${info.requestId}\r\n`;
-  if (info.xfcc !== null) s += `x-forwarded-client-cert: ${info.xfcc}\r\n`;
+  w.add('x-forwarded-for: ');
+  if (xff) {
+    w.add(xff);
+    w.add(', ');
+  }
+  w.add(info.clientAddr);
+  w.add('\r\nx-forwarded-proto: https\r\n');
+  w.field('x-request-id', info.requestId);
+  if (info.xfcc !== null) w.field('x-forwarded-client-cert', info.xfcc);
   // framing re-declared in canonical form: "010" means ten, and no origin may read it as octal
   // (HTTP Garden server bug 32). llhttp refused duplicates, non-digits and Content-Length with
   // chunked; the digits are kept as a string (a Number would round lengths above 2^53).
-  if (head.chunked) s += 'transfer-encoding: chunked\r\n';
-  else if (length !== null) s += `content-length: ${length.replace(/^0+(?=\d)/, '')}\r\n`;
-  if (head.versionMinor === 0 && !lower.includes('host')) s += `host: ${info.host}\r\n`;
-  return s + '\r\n';
+  if (head.chunked) w.add('transfer-encoding: chunked\r\n');
+  else if (length !== null) w.field('content-length', canonicalDigits(length));
+  if (head.versionMinor === 0 && !lower.includes('host')) w.field('host', info.host);
+  w.add('\r\n');
+  return w.take();
 }
