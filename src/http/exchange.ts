@@ -173,10 +173,17 @@ export class Exchange {
     this.#lease = lease;
     lease.conn.bind(this);
     const up = lease.conn.socket!;
-    up.cork();
-    up.write(this.init.upstreamHead, 'latin1');
-    this.#writePending(up);
-    up.uncork();
+    if (this.#pendingBytes === 0 && !this.init.chunked) {
+      // the head alone (no body, or none parsed yet): one write, nothing for cork to gather
+      // (corking costs a buffered-write list and a writev per request)
+      up.write(this.init.upstreamHead, 'latin1');
+      this.#writePending(up);
+    } else {
+      up.cork();
+      up.write(this.init.upstreamHead, 'latin1');
+      this.#writePending(up);
+      up.uncork();
+    }
     this.#lastActivity = performance.now();
     this.#down.resumeFromUpstream();
   }
