@@ -15,6 +15,7 @@ import { requestParseError } from './parse-error.ts';
 import { CLIENT_CLOSED_STATUS, localResponse } from './local-response.ts';
 import { normaliseTarget, requestIdOf, upstreamHead } from './request-filters.ts';
 import { RequestHead } from './request-head.ts';
+import { ResponseHead } from './response-head.ts';
 
 type TimerKind = 'header' | 'idle' | 'none';
 
@@ -27,6 +28,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   #xfcc: string | null | undefined = undefined;
   readonly #parser: HttpParser;
   readonly #head: RequestHead;
+  readonly responseHead = new ResponseHead();
 
   #exchange: Exchange | null = null;
   #toStart: Exchange | null = null;

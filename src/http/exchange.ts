@@ -11,12 +11,14 @@ import type { UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
 import { ERR, errorName } from './llhttp.ts';
 import { CLIENT_CLOSED_STATUS } from './local-response.ts';
-import { ResponseHead } from './response-head.ts';
+import type { ResponseHead } from './response-head.ts';
 
 /** What the exchange needs from the client connection that owns it. */
 export interface DownstreamPort {
   readonly socket: TLSSocket;
   readonly ctx: ListenerContext;
+  /** The connection's response head collector, lent to one exchange at a time. */
+  readonly responseHead: ResponseHead;
   /** Upstream can't take more request body: stop reading the client. */
   pauseForUpstream(): void;
   resumeFromUpstream(): void;
@@ -80,7 +82,7 @@ export class Exchange {
 
   // response side
   #status = 0;
-  readonly #head = new ResponseHead();
+  readonly #head: ResponseHead;
   #responseBytesSeen = false;
   #responseStarted = false;
   #interim = false;
@@ -106,6 +108,8 @@ export class Exchange {
   constructor(down: DownstreamPort, init: ExchangeInit) {
     this.#down = down;
     this.#client = down.socket;
+    this.#head = down.responseHead;
+    this.#head.reset();
     this.init = init;
     this.bytesIn = init.headBytesIn;
   }

@@ -1,8 +1,9 @@
 // The upstream's response head, collected from llhttp's callbacks, checked, and rewritten
 // into the head the client gets: hop-by-hop fields and what Connection names removed, our
 // X-Request-Id, the framing the client side needs (RFC 9112 §6), Connection: close when the
-// client connection ends with this response. The exchange (exchange.ts) owns one per request
-// and drives it; it turns the problems reported here into 502s.
+// client connection ends with this response. Each client connection owns one (its arrays are
+// reused, not made per request) and lends it to the exchange in progress (exchange.ts), which
+// drives it and turns the problems reported here into 502s.
 import { canonicalDigits, connectionTokens, headWriter, isHopByHop, trimTrailingOws } from './headers.ts';
 
 /**
@@ -39,8 +40,11 @@ export class ResponseHead {
   /** The Content-Length body's size when it is a safe integer, else -1 (set by final()). */
   bodyLength = -1;
 
-  /** A new message (a final response after 1xx ones too). */
+  /** A new message (a final response after 1xx ones too, or the next exchange's). */
   reset(): void {
+    this.mode = 'none';
+    this.closeClient = false;
+    this.bodyLength = -1;
     this.reason = '';
     this.#count = 0;
     this.#field = '';
