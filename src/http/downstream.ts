@@ -51,6 +51,9 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
 
   #timer: NodeJS.Timeout;
   #timerKind: TimerKind = 'header';
+  /** The exchanges' timer (exchange.ts), made once and refreshed per request. */
+  #exchangeTimer: NodeJS.Timeout | null = null;
+  #exchangeTimerMs = 0;
   #deadline: number;
   #requestStart = 0;
   #requestWallStart = 0;
@@ -178,6 +181,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   #onClose = (): void => {
     this.#closing = true;
     clearTimeout(this.#timer);
+    if (this.#exchangeTimer !== null) clearTimeout(this.#exchangeTimer);
     this.#abortInFlight();
     this.#parser.destroy();
   };
@@ -339,6 +343,22 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     this.#exchange = null;
     this.#answerAndClose(err, ex.init.id, ex);
   }
+
+  armExchangeTimer(ms: number): void {
+    const t = this.#exchangeTimer;
+    if (t !== null && this.#exchangeTimerMs === ms) {
+      t.refresh();
+      return;
+    }
+    if (t !== null) clearTimeout(t);
+    this.#exchangeTimerMs = ms;
+    this.#exchangeTimer = setTimeout(this.#onExchangeTimer, ms);
+    this.#exchangeTimer.unref();
+  }
+
+  #onExchangeTimer = (): void => {
+    this.#exchange?.onExchangeTimer();
+  };
 
   // ---- helpers ---------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ export interface DownstreamPort {
   exchangeDone(exchange: Exchange, reusable: boolean): void;
   /** Answer locally (nothing of a response went out yet) and close. */
   failBeforeResponse(exchange: Exchange, err: ProxyError): void;
+  /** (Re)start the connection's exchange timer: onExchangeTimer() of the exchange in progress in `ms`. */
+  armExchangeTimer(ms: number): void;
 }
 
 export interface ExchangeInit {
@@ -503,13 +505,15 @@ export class Exchange {
     if (this.#lease !== null) this.#lease.pool.destroy(this.#lease.conn);
   }
 
-  // ---- timers: one per exchange, lazily re-armed ---------------------------------------
+  // ---- timers: the client connection's exchange timer, lazily re-armed ----------------
+  // One Timeout per client connection, refreshed at each exchange's start (DownstreamPort
+  // armExchangeTimer): a setTimeout per request cost a Timeout, its async id and often a timer
+  // list (~200 bytes, bench/tools/alloc.sh). It fires `delay` after the start as before; the
+  // rare re-arm at a shorter delay (a deadline near) takes a Timeout of its own.
 
   #armTimer(): void {
     const t = this.init.cluster.config.timeouts;
-    const delay = Math.min(t.idleMs, t.responseHeaderMs, t.connectMs * 2 + 1000);
-    this.#timer = setTimeout(this.#onTimer, delay);
-    this.#timer.unref();
+    this.#down.armExchangeTimer(Math.min(t.idleMs, t.responseHeaderMs, t.connectMs * 2 + 1000));
   }
 
   #clearTimer(): void {
@@ -517,7 +521,12 @@ export class Exchange {
     this.#timer = null;
   }
 
-  #onTimer = (): void => {
+  /** The connection's exchange timer fired for this exchange (its own re-arm, if any, rules). */
+  onExchangeTimer(): void {
+    if (this.#timer === null) this.#onTimer();
+  }
+
+  #onTimer(): void {
     this.#timer = null;
     if (this.#done) return;
     const t = this.init.cluster.config.timeouts;
@@ -536,9 +545,9 @@ export class Exchange {
     }
     let next = t.idleMs - (now - this.#lastActivity);
     if (this.#requestSent && !this.#responseStarted) next = Math.min(next, t.responseHeaderMs - (now - this.#requestSentAt));
-    this.#timer = setTimeout(this.#onTimer, Math.max(1, next));
+    this.#timer = setTimeout(() => this.#onTimer(), Math.max(1, next));
     this.#timer.unref();
-  };
+  }
 
   /** Activity on the client side counts against the idle timeout too. */
   touch(): void {
