@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# ab.sh for two builds: A and B are checkouts (their bin/mtls-proxy.js, dist/ with
+# MTLS_PROXY_DIST=1), both in the "off" variant, e.g. bench/tools/ab-builds.sh /tmp/base . 7
+# What follows is ab.sh's own description.
+#
+# Paired A/B of proxy CPU per small request: two proxies run side by side on core 0, each with its
+# own loadgen (CONNS connections, default 25) on core 1, over the same window. Both see the same
+# machine (steal, frequency, cache, the origin's load), so the ratio of their CPU per request is
+# far steadier than comparing runs taken one after the other (per-request.sh): there, the same
+# variant ranged 35.7-41.8 µs per request within minutes.
+#   bench/tools/ab.sh A B [rounds]        A, B: off | metrics | reqlog | on (as per-request.sh)
+# Each round starts both proxies fresh, warms them up (WARMUP s), measures (SECONDS_ s) and swaps
+# which variant gets which port and loadgen; it prints B/A per round and the median.
+# Extra proxy flags: NODE_FLAGS (both); environment for one side: ENV_A, ENV_B ("K=V ..."),
+# e.g. ENV_B="UV_THREADPOOL_SIZE=1" bench/tools/ab.sh on on, to A/B a setting within one variant.
+set -euo pipefail
+A=$(cd "${1:?checkout A}" && pwd); B=$(cd "${2:?checkout B}" && pwd); ROUNDS=${3:-5}
+CONNS=${CONNS:-25}; WARMUP=${WARMUP:-6}; SECONDS_=${SECONDS_:-6}
+. "$(dirname "$0")/common.sh"
+bench_setup ab
+start_origin
+PIDS=()
+trap 'kill ${OPID:-} ${PIDS[@]:-} 2>/dev/null || true' EXIT
+
+# start_variant <checkout> <slot> <env>: that checkout's proxy on port 1844<slot>; sets VPID
+start_variant() {
+  local root=$1 s=$2 port=$((18440 + $2)) e=$3
+  proxy_config "$DIR/p$s.toml" "$port"
+  # shellcheck disable=SC2086
+  env $e taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} "$root/bin/mtls-proxy.js" start -c "$DIR/p$s.toml" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
+  PIDS+=("$VPID")
+}
+
+cpu_of() { awk '{print $14+$15}' "/proc/$1/stat"; }
+RATIOS=()
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; E1=${ENV_A:-}; E2=${ENV_B:-}; else V1=$B; V2=$A; E1=${ENV_B:-}; E2=${ENV_A:-}; fi
+  PIDS=()
+  start_variant "$V1" 1 "$E1"; P1=$VPID
+  start_variant "$V2" 2 "$E2"; P2=$VPID
+  wait_port 18441; wait_port 18442
+  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
+  $LG --port 18441 --seconds "$WARMUP" > /dev/null & W1=$!
+  $LG --port 18442 --seconds "$WARMUP" > /dev/null & W2=$!
+  wait $W1 $W2
+  C1=$(cpu_of "$P1"); C2=$(cpu_of "$P2")
+  $LG --port 18441 --seconds "$SECONDS_" > "$DIR/lg1.out" & L1=$!
+  $LG --port 18442 --seconds "$SECONDS_" > "$DIR/lg2.out" & L2=$!
+  wait $L1 $L2
+  D1=$(( $(cpu_of "$P1") - C1 )); D2=$(( $(cpu_of "$P2") - C2 ))
+  R1=$(grep -o '"rps":[0-9.]*' "$DIR/lg1.out" | cut -d: -f2); R2=$(grep -o '"rps":[0-9.]*' "$DIR/lg2.out" | cut -d: -f2)
+  LINE=$(python3 - "$V1" "$D1" "$R1" "$V2" "$D2" "$R2" $((r % 2)) "$SECONDS_" "$(getconf CLK_TCK)" <<'EOF'
+import sys
+v1, d1, r1, v2, d2, r2, a_first, secs, tck = sys.argv[1:]
+us = lambda d, r: int(d) * 1e6 / int(tck) / (float(r) * float(secs))
+u1, u2 = us(d1, r1), us(d2, r2)
+ua, ub = (u1, u2) if a_first == "1" else (u2, u1)
+n1, n2 = ("A", "B") if a_first == "1" else ("B", "A")
+print(f"{ub / ua:.3f} {n1}: {float(r1):.0f} req/s {u1:.1f} µs/req | {n2}: {float(r2):.0f} req/s {u2:.1f} µs/req")
+EOF
+)
+  echo "round $r: B/A $LINE"
+  RATIOS+=("${LINE%% *}")
+  kill -INT "$P1" "$P2"
+  for _ in $(seq 300); do kill -0 "$P1" 2>/dev/null || kill -0 "$P2" 2>/dev/null || break; sleep 0.1; done
+done
+python3 -c "import statistics,sys; r=sorted(map(float,sys.argv[1:])); print(f'B/A CPU per request: median {statistics.median(r):.3f} (rounds: {\" \".join(f\"{x:.3f}\" for x in r)})')" "${RATIOS[@]}"
