@@ -102,6 +102,16 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
       this.#updateReading();
       return;
     }
+    if (this.#awaitingResponse) {
+      // The next request(s), pipelined before this response went out: back into the socket's
+      // buffer, unparsed, and the socket paused until exchangeDone. Pausing only now, not at
+      // every request's end, spares a closed-loop client's connection a pause and a resume
+      // (a nextTick and two events) per request.
+      const s = this.socket;
+      s.pause();
+      s.unshift(chunk);
+      return;
+    }
     if (this.#timerKind === 'idle') this.#setTimer('header');
     this.#exchange?.touch();
     this.#execute(chunk);
@@ -368,7 +378,9 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     // Closing: keep reading (#onData discards) so the client's FIN is seen and the socket freed
     // at once, the lingering close of RFC 9112 §9.6 (paused, the socket waited out the 5 s timer
     // and then reset); found by the corpus replay's open-connection check.
-    const stop = !this.#closing && (this.#awaitingResponse || this.#upstreamFull || (ex !== null && !ex.connected));
+    // Awaiting a response, reading goes on until bytes arrive (#onData pushes them back):
+    // paused while they wait in the socket's buffer.
+    const stop = !this.#closing && ((this.#awaitingResponse && s.readableLength > 0) || this.#upstreamFull || (ex !== null && !ex.connected));
     if (stop) {
       if (!s.isPaused()) s.pause();
     } else if (s.isPaused()) {
