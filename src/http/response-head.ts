@@ -22,6 +22,15 @@ export interface ResponseFor {
 
 const CRLF = '\r\n';
 
+/** Anything but HTAB, SP, VCHAR and obs-text: what `/[^\t\x20-\x7e\x80-\xff]/` matches. */
+function hasControlByte(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x09 && (c < 0x20 || c === 0x7f || c > 0xff)) return true;
+  }
+  return false;
+}
+
 export class ResponseHead {
   reason = '';
   // The fields as received: names, lower-cased names and values (trailing OWS removed), the
@@ -106,7 +115,7 @@ export class ResponseHead {
         if (++codings > 1 || this.#values[i]!.toLowerCase() !== 'chunked') return 'upstream response has a transfer coding other than "chunked"';
       }
     }
-    if (/[^\t\x20-\x7e\x80-\xff]/.test(this.reason)) return 'upstream status line has a control byte in its reason phrase';
+    if (hasControlByte(this.reason)) return 'upstream status line has a control byte in its reason phrase';
     return null;
   }
 
