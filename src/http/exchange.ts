@@ -39,7 +39,7 @@ export interface ExchangeInit {
   /** Path without the query string, for the request log. */
   path: string;
   /** Request head as it goes upstream, ending in the blank line. */
-  upstreamHead: string;
+  upstreamHead: Buffer;
   chunked: boolean;
   hasBody: boolean;
   clientKeepAlive: boolean;
@@ -182,11 +182,11 @@ export class Exchange {
     if (this.#pendingBytes === 0 && !this.init.chunked) {
       // the head alone (no body, or none parsed yet): one write, nothing for cork to gather
       // (corking costs a buffered-write list and a writev per request)
-      up.write(this.init.upstreamHead, 'latin1');
+      up.write(this.init.upstreamHead);
       this.#writePending(up);
     } else {
       up.cork();
-      up.write(this.init.upstreamHead, 'latin1');
+      up.write(this.init.upstreamHead);
       this.#writePending(up);
       up.uncork();
     }
@@ -413,7 +413,7 @@ export class Exchange {
     return ERR.PAUSED;
   }
 
-  #writeClient(s: string): void {
+  #writeClient(s: string | Buffer): void {
     this.bytesOut += s.length;
     const client = this.#client;
     if (!client.write(s, 'latin1') && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;

@@ -66,7 +66,7 @@ export interface ForwardInfo {
   xfcc: string | null;
 }
 
-export function upstreamHead(head: RequestHead, info: ForwardInfo): string {
+export function upstreamHead(head: RequestHead, info: ForwardInfo): Buffer {
   const { lower, headers } = head;
   let named: Set<string> | null = null;
   let xff = '';

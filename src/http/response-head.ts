@@ -120,7 +120,7 @@ export class ResponseHead {
   }
 
   /** A 1xx as an HTTP/1.1 client gets it: end-to-end fields only. */
-  interim(status: number): string {
+  interim(status: number): Buffer {
     const w = headWriter;
     this.#statusLine(status);
     for (let i = 0; i < this.#count; i++) {
@@ -140,7 +140,7 @@ export class ResponseHead {
   }
 
   /** The final head for the client; sets mode, closeClient and bodyLength. */
-  final(status: number, req: ResponseFor, draining: boolean): string {
+  final(status: number, req: ResponseFor, draining: boolean): Buffer {
     const n = this.#count;
     const lowers = this.#lower;
     const values = this.#values;
