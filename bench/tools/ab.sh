@@ -7,7 +7,7 @@
 #   bench/tools/ab.sh A B [rounds]        A, B: off | metrics | reqlog | on (as per-request.sh)
 # Each round starts both proxies fresh, warms them up (WARMUP s), measures (SECONDS_ s) and swaps
 # which variant gets which port and loadgen; it prints B/A per round and the median.
-# Extra proxy flags: NODE_FLAGS (both); environment for one side: ENV_A, ENV_B ("K=V ..."),
+# Extra proxy flags: NODE_FLAGS (both); LOADGEN=wrk: wrk instead of bench/loadgen.ts; environment for one side: ENV_A, ENV_B ("K=V ..."),
 # e.g. ENV_B="UV_THREADPOOL_SIZE=1" bench/tools/ab.sh on on, to A/B a setting within one variant.
 set -euo pipefail
 A=${1:?off|metrics|reqlog|on}; B=${2:?off|metrics|reqlog|on}; ROUNDS=${3:-5}
@@ -33,6 +33,20 @@ start_variant() {
 }
 
 cpu_of() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# LOADGEN=wrk: wrk (as npm run bench uses it, with the client-certificate shim) instead of
+# bench/loadgen.ts. The proxy's own cost per request is lower under wrk, so a fixed cost per
+# request (the request log's) is a larger share there.
+if [ "${LOADGEN:-node}" = wrk ]; then
+  [ -f "$DIR/wrk-shim.so" ] || gcc -O2 -shared -fPIC -o "$DIR/wrk-shim.so" bench/tools/wrk-client-cert.c -ldl -lssl -lcrypto
+  printf '%s\n' 'done = function(s, latency, requests)' '  io.write(string.format("{\"rps\":%.1f}\n", s.requests / (s.duration / 1e6)))' 'end' > "$DIR/ab.lua"
+  wrk_lg() { # wrk_lg --port P --seconds S
+    LD_PRELOAD="$DIR/wrk-shim.so" WRK_CLIENT_CERT="$DIR/client.pem" WRK_CLIENT_KEY="$DIR/client-key.pem" \
+      taskset -c 1 wrk -t1 -c"$CONNS" -d"$4"s --timeout 10s -s "$DIR/ab.lua" "https://localhost:$2/small"
+  }
+  LG=wrk_lg
+else
+  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
+fi
 RATIOS=()
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; E1=${ENV_A:-}; E2=${ENV_B:-}; else V1=$B; V2=$A; E1=${ENV_B:-}; E2=${ENV_A:-}; fi
@@ -40,7 +54,6 @@ for r in $(seq "$ROUNDS"); do
   start_variant "$V1" 1 "$E1"; P1=$VPID
   start_variant "$V2" 2 "$E2"; P2=$VPID
   wait_port 18441; wait_port 18442
-  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
   $LG --port 18441 --seconds "$WARMUP" > /dev/null & W1=$!
   $LG --port 18442 --seconds "$WARMUP" > /dev/null & W2=$!
   wait $W1 $W2
