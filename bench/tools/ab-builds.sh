@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ab.sh for two builds: A and B are checkouts (their bin/mtls-proxy.js, dist/ with
 # MTLS_PROXY_DIST=1), both in the "off" variant, e.g. bench/tools/ab-builds.sh /tmp/base . 7
+# (LG_FLAGS=--close: a new TLS connection per request)
 # What follows is ab.sh's own description.
 #
 # Paired A/B of proxy CPU per small request: two proxies run side by side on core 0, each with its
@@ -39,7 +40,7 @@ for r in $(seq "$ROUNDS"); do
   start_variant "$V1" 1 "$E1"; P1=$VPID
   start_variant "$V2" 2 "$E2"; P2=$VPID
   wait_port 18441; wait_port 18442
-  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
+  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0 ${LG_FLAGS:-}"
   $LG --port 18441 --seconds "$WARMUP" > /dev/null & W1=$!
   $LG --port 18442 --seconds "$WARMUP" > /dev/null & W2=$!
   wait $W1 $W2
