@@ -7,7 +7,9 @@
 #   bench/tools/ab.sh A B [rounds]        A, B: off | metrics | reqlog | on (as per-request.sh)
 # Each round starts both proxies fresh, warms them up (WARMUP s), measures (SECONDS_ s) and swaps
 # which variant gets which port and loadgen; it prints B/A per round and the median.
-# Extra proxy flags: NODE_FLAGS (both); LOADGEN=wrk: wrk instead of bench/loadgen.ts; environment for one side: ENV_A, ENV_B ("K=V ..."),
+# Extra proxy flags: NODE_FLAGS (both); LOADGEN=wrk: wrk instead of bench/loadgen.ts; LG_FLAGS: more
+# loadgen flags (--close: a new TLS connection per request); ROOT_A, ROOT_B: run another checkout's
+# proxy on that side (bench/tools/ab-builds.sh); environment for one side: ENV_A, ENV_B ("K=V ..."),
 # e.g. ENV_B="UV_THREADPOOL_SIZE=1" bench/tools/ab.sh on on, to A/B a setting within one variant.
 set -euo pipefail
 A=${1:?off|metrics|reqlog|on}; B=${2:?off|metrics|reqlog|on}; ROUNDS=${3:-5}
@@ -18,9 +20,9 @@ start_origin
 PIDS=()
 trap 'kill ${OPID:-} ${PIDS[@]:-} 2>/dev/null || true' EXIT
 
-# start_variant <variant> <slot> <env>: a proxy on port 1844<slot>, admin on 1990<slot>; sets VPID
+# start_variant <variant> <slot> <env> <checkout>: a proxy on port 1844<slot>, admin on 1990<slot>; sets VPID
 start_variant() {
-  local v=$1 s=$2 port=$((18440 + $2)) e=$3
+  local v=$1 s=$2 port=$((18440 + $2)) e=$3 root=$4
   rm -f "$DIR/req$s.sqlite"*
   proxy_config "$DIR/p$s.toml" "$port"
   {
@@ -28,7 +30,7 @@ start_variant() {
     case $v in reqlog|on) printf '[request_log]\npath = "req%s.sqlite"\n' "$s" ;; esac
   } >> "$DIR/p$s.toml"
   # shellcheck disable=SC2086
-  env $e taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} bin/mtls-proxy.js start -c "$DIR/p$s.toml" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
+  env $e taskset -c 0 $N --max-semi-space-size=1 ${NODE_FLAGS:-} "$root/bin/mtls-proxy.js" start -c "$DIR/p$s.toml" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
   PIDS+=("$VPID")
 }
 
@@ -45,14 +47,15 @@ if [ "${LOADGEN:-node}" = wrk ]; then
   }
   LG=wrk_lg
 else
-  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0"
+  LG="taskset -c 1 $N bench/loadgen.ts --dir $DIR --mode small --connections $CONNS --warmup 0 ${LG_FLAGS:-}"
 fi
+ROOT_A=${ROOT_A:-$ROOT}; ROOT_B=${ROOT_B:-$ROOT}
 RATIOS=()
 for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; E1=${ENV_A:-}; E2=${ENV_B:-}; else V1=$B; V2=$A; E1=${ENV_B:-}; E2=${ENV_A:-}; fi
+  if [ $((r % 2)) -eq 1 ]; then V1=$A; V2=$B; E1=${ENV_A:-}; E2=${ENV_B:-}; O1=$ROOT_A; O2=$ROOT_B; else V1=$B; V2=$A; E1=${ENV_B:-}; E2=${ENV_A:-}; O1=$ROOT_B; O2=$ROOT_A; fi
   PIDS=()
-  start_variant "$V1" 1 "$E1"; P1=$VPID
-  start_variant "$V2" 2 "$E2"; P2=$VPID
+  start_variant "$V1" 1 "$E1" "$O1"; P1=$VPID
+  start_variant "$V2" 2 "$E2" "$O2"; P2=$VPID
   wait_port 18441; wait_port 18442
   $LG --port 18441 --seconds "$WARMUP" > /dev/null & W1=$!
   $LG --port 18442 --seconds "$WARMUP" > /dev/null & W2=$!
