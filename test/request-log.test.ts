@@ -294,6 +294,19 @@ test('retention deletes rows older than the retention, then the oldest beyond ma
   await timed.close();
 });
 
+test('max_rows trims over several chunks, exactly down to the newest max_rows rows', async () => {
+  const log = RequestLog.open(config({ maxRows: 100 }), silentLogger, { queueLimit: 20_000, flushIntervalMs: 60_000, batchSize: 100_000 });
+  const events = new FakeEvents();
+  log.attach(events);
+  const total = 12_345;
+  for (let i = 0; i < total; i++) events.emit(record({ id: `m-${i}`, ts: Date.now() - total + i }));
+  log.flush();
+  assert.deepEqual(await log.applyRetention(), { deleted: total - 100, contextsDeleted: 0 });
+  const left = (await log.query({ limit: 1000 })).map((r) => r.id);
+  assert.deepEqual(left, Array.from({ length: 100 }, (_, i) => `m-${total - 1 - i}`));
+  await log.close();
+});
+
 test('contexts no row uses are swept once past SWEEP_CONTEXTS_OVER; those the writer may still use stay', async () => {
   const now = Date.now();
   const cfg = config({ retentionMs: 7 * DAY });

@@ -37,7 +37,10 @@ function run(init: ReaderInit): void {
   const db = new Database(init.path, { timeout: BUSY_TIMEOUT_MS, fileMustExist: true });
   const byShape = new Map<number, Statement>();
   const deleteOlder = db.prepare('DELETE FROM request_rows WHERE seq IN (SELECT seq FROM request_rows WHERE ts < ? ORDER BY ts LIMIT ?)');
-  const deleteOldest = db.prepare('DELETE FROM request_rows WHERE seq IN (SELECT seq FROM request_rows ORDER BY seq LIMIT ?)');
+  // max_rows: the oldest by seq, as a rowid range (measured on 1.2M rows, CPU per row deleted
+  // with the checkpoint: 0.75-0.81 µs, against 0.97-1.10 for "seq IN (SELECT ... LIMIT n)")
+  const nthOldest = db.prepare('SELECT seq FROM request_rows ORDER BY seq LIMIT 1 OFFSET ?').pluck();
+  const deleteThrough = db.prepare('DELETE FROM request_rows WHERE seq <= ?');
   const count = db.prepare('SELECT count(*) FROM request_rows').pluck();
   const contexts = db.prepare('SELECT count(*) FROM request_contexts').pluck();
   // One scan of request_rows (an ephemeral index of the keys in use), only when the contexts
@@ -63,7 +66,9 @@ function run(init: ReaderInit): void {
     }
     let excess = (count.get() as number) - maxRows;
     while (excess > 0) {
-      const n = deleteOldest.run(Math.min(excess, RETENTION_CHUNK)).changes;
+      const through = nthOldest.get(Math.min(excess, RETENTION_CHUNK) - 1) as number | undefined;
+      if (through === undefined) break;
+      const n = deleteThrough.run(through).changes;
       if (n === 0) break;
       deleted += n;
       excess -= n;
