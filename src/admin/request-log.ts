@@ -219,7 +219,7 @@ export class RequestLog {
     this.#log = logger;
     this.#queue = new RowQueue(opts.queueLimit ?? 10_000);
     this.#flushIntervalMs = opts.flushIntervalMs ?? 200;
-    this.#batchSize = opts.batchSize ?? 500;
+    this.#batchSize = opts.batchSize ?? 1000;
     this.#retentionIntervalMs = opts.retentionIntervalMs ?? 60_000;
     // A row is its own values and its context's key (row-queue.ts). The queue numbers its
     // contexts 0, 1, ... within a generation; the writer stores them from a base past every key

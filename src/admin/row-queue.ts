@@ -1,6 +1,6 @@
 // The request log's write queue, held outside the JS heap, in the shape the flush binds.
 //
-// Why outside the heap: a queued row waits up to a batch (500 rows, ~16 ms at 30k req/s) for
+// Why outside the heap: a queued row waits up to a batch (1000 rows, ~33 ms at 30k req/s) for
 // its flush. Kept as the record objects, with the small young generation the proxy runs with,
 // every record and its strings survived a scavenge or two and were promoted, and the old
 // generation filled with dead rows: ~4% of the proxy's CPU per request, measured with
