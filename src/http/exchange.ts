@@ -92,6 +92,8 @@ export class Exchange {
   #extraBytes = false;
   #responseComplete = false;
   #clientFull = false;
+  /** Set per upstream chunk: body views must be copied (see onUpstreamChunk). */
+  #copyBody = false;
   /**
    * Bytes of a Content-Length response body still to come. While > 0 the body bypasses the
    * parser: chunks go to the client as they are (no copy into wasm memory, no callback per
@@ -240,6 +242,11 @@ export class Exchange {
   onUpstreamChunk(chunk: Buffer): void {
     if (this.#done) return;
     this.#lastActivity = performance.now();
+    // The chunk is a view of the connection's read buffer (UpstreamReads), overwritten by the
+    // next read. A write that TLS takes in at once (SSL_write encrypts it before write()
+    // returns, corked ones at uncork() below) is done with it; one the client socket queues
+    // behind a write still in flight would not be, so then body bytes are copied.
+    this.#copyBody = this.#client.writableLength > 0;
     if (this.#bodyRemaining > 0) {
       this.#forwardBody(chunk, 0);
       return;
@@ -280,7 +287,8 @@ export class Exchange {
     const available = chunk.length - from;
     const n = available < remaining ? available : remaining;
     const client = this.#client;
-    const ok = client.write(from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n));
+    const view = from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n);
+    const ok = client.write(this.#copyBody ? Buffer.from(view) : view);
     this.bytesOut += n;
     this.#bodyRemaining = remaining - n;
     if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
@@ -390,7 +398,7 @@ export class Exchange {
 
   onBody(data: Buffer, start: number, end: number): number {
     const n = end - start;
-    const view = data.subarray(start, end);
+    const view = this.#copyBody ? Buffer.from(data.subarray(start, end)) : data.subarray(start, end);
     const client = this.#client;
     let ok: boolean;
     if (this.#head.mode === 'chunked') {

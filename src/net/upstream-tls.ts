@@ -14,6 +14,7 @@ import {
   sameFiles, type FileBytes,
 } from './pem-files.ts';
 import type { ReloadResult } from './tls-context.ts';
+import type { ReadInto } from '../pool/types.ts';
 
 type FileKey = 'cert' | 'key' | 'ca';
 
@@ -111,8 +112,9 @@ export class UpstreamConnector {
    * stores the TLS 1.3 ticket arriving after the handshake. Attach an 'error' listener at once.
    * With TLS 1.3 an upstream that rejects our certificate does so after this resolves (its
    * alert follows the client Finished): the caller then sees a reset on first read.
+   * With `onread`, the socket reads into that buffer and emits no 'data' (see ReadInto).
    */
-  connect(endpoint: HostPort, timeoutMs: number): Promise<TLSSocket> {
+  connect(endpoint: HostPort, timeoutMs: number, onread?: ReadInto): Promise<TLSSocket> {
     const key = `${endpoint.host}:${endpoint.port}`;
     // RFC 6066 §3: no SNI for IP literals; the certificate is then checked against the IP.
     const servername = this.#up.tls.serverName ?? (isIP(endpoint.host) === 0 ? endpoint.host : undefined);
@@ -121,8 +123,10 @@ export class UpstreamConnector {
     return new Promise<TLSSocket>((resolve, reject) => {
       let tcpConnected = false;
       // allowHalfOpen is honoured by tls.connect (passed to the TLSSocket) but missing from
-      // @types/node's ConnectionOptions (as is noDelay); the tunnel needs it to forward half-closes.
-      const options: ConnectionOptions & { allowHalfOpen: boolean; noDelay: boolean } = {
+      // @types/node's ConnectionOptions (as are noDelay and onread); the tunnel needs it to
+      // forward half-closes.
+      const options: ConnectionOptions & { allowHalfOpen: boolean; noDelay: boolean; onread?: ReadInto } = {
+        ...(onread ? { onread } : {}),
         host: endpoint.host,
         port: endpoint.port,
         servername,

@@ -4,6 +4,13 @@
 import type { TLSSocket } from 'node:tls';
 import { HttpParser, TYPE_RESPONSE, type ParserHandler } from '../http/llhttp.ts';
 import type { ProxyError } from '../errors.ts';
+import type { ReadInto } from './types.ts';
+
+/**
+ * Bytes per upstream read. Node's TLS layer hands out at most 16 KiB of cleartext per read
+ * (one TLS record), so a larger buffer would never fill.
+ */
+const READ_BUFFER_BYTES = 16 * 1024;
 
 /** What an exchange must handle while it owns a connection. */
 export interface ConnectionOwner extends ParserHandler {
@@ -24,6 +31,30 @@ const IDLE_HANDLER: ParserHandler = {
   onMessageComplete: () => -1,
 };
 
+/**
+ * The `onread` target of one upstream socket: every read lands in the same buffer, so a
+ * response costs no Buffer (and no malloc'd backing store) per read, and none of the Readable
+ * machinery behind 'data'. Created before the socket (the option is given at connect time);
+ * bytes that arrive before a connection is attached, or while none owns it, mark it dead.
+ */
+export class UpstreamReads implements ReadInto {
+  readonly buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  #conn: UpstreamConnection | null = null;
+  #early = false;
+
+  attach(conn: UpstreamConnection): boolean {
+    this.#conn = conn;
+    return !this.#early;
+  }
+
+  readonly callback = (nread: number, buffer: Buffer): boolean => {
+    const conn = this.#conn;
+    if (conn === null) this.#early = true;
+    else conn.onRead(buffer.subarray(0, nread));
+    return true;
+  };
+}
+
 export class UpstreamConnection {
   readonly socket: TLSSocket | null;
   readonly parser: HttpParser | null;
@@ -37,12 +68,14 @@ export class UpstreamConnection {
   #dead = false;
   #lastError: Error | null = null;
 
-  constructor(socket: TLSSocket | null, failure: ProxyError | null) {
+  /** `reads`: what the socket was opened with as `onread` (see UpstreamReads); null without a socket. */
+  constructor(socket: TLSSocket | null, failure: ProxyError | null, reads: UpstreamReads | null) {
     this.socket = socket;
     this.failure = failure;
     this.parser = socket ? new HttpParser(TYPE_RESPONSE, IDLE_HANDLER) : null;
     if (socket) {
-      socket.on('data', this.#onData);
+      if (reads === null) throw new Error('an upstream socket must be opened with its UpstreamReads');
+      if (!reads.attach(this)) this.#dead = true; // spoke before anything was asked
       socket.on('end', this.#onEnd);
       socket.on('error', this.#onError);
       socket.on('close', this.#onClose);
@@ -75,7 +108,11 @@ export class UpstreamConnection {
     this.socket?.destroy();
   }
 
-  #onData = (chunk: Buffer): void => {
+  /**
+   * Bytes from the upstream. With UpstreamReads the chunk is a view of the read buffer, valid
+   * only until this returns: the owner must write it on or copy it before then.
+   */
+  onRead(chunk: Buffer): void {
     const owner = this.#owner;
     if (owner) owner.onUpstreamChunk(chunk);
     else {
@@ -83,7 +120,7 @@ export class UpstreamConnection {
       this.#dead = true;
       this.socket?.destroy();
     }
-  };
+  }
 
   #onEnd = (): void => {
     const owner = this.#owner;

@@ -6,7 +6,7 @@ import genericPool, { type Pool } from 'generic-pool';
 import type { PoolConfig, UpstreamTimeouts } from '../config/types.ts';
 import { ProxyError, isProxyError } from '../errors.ts';
 import type { Endpoint } from './balancer.ts';
-import { UpstreamConnection } from './connection.ts';
+import { UpstreamConnection, UpstreamReads } from './connection.ts';
 import type { TlsConnector } from './types.ts';
 
 export interface PoolStats {
@@ -60,12 +60,13 @@ export class EndpointPool {
   async #connect(): Promise<UpstreamConnection> {
     const t0 = performance.now();
     try {
-      const socket = await this.#connector.connect(this.endpoint.address, this.#connectMs);
+      const reads = new UpstreamReads();
+      const socket = await this.#connector.connect(this.endpoint.address, this.#connectMs, reads);
       this.onConnect?.((performance.now() - t0) / 1000, true);
-      return new UpstreamConnection(socket, null);
+      return new UpstreamConnection(socket, null, reads);
     } catch (err) {
       this.onConnect?.((performance.now() - t0) / 1000, false);
-      return new UpstreamConnection(null, asProxyError(err));
+      return new UpstreamConnection(null, asProxyError(err), null);
     }
   }
 

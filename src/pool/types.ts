@@ -21,7 +21,17 @@ export interface EndpointSelector {
   reportSuccess(endpoint: EndpointState): void;
 }
 
+/**
+ * Node's `onread` socket option: every read lands in `buffer` and is handed to `callback`
+ * (bytes read, the buffer) instead of a new Buffer per read emitted as 'data'. The callback
+ * must be done with the bytes when it returns: the next read overwrites them.
+ */
+export interface ReadInto {
+  buffer: Buffer;
+  callback(nread: number, buffer: Buffer): boolean;
+}
+
 /** Opens one mTLS connection to an endpoint (implemented by src/net/upstream-tls.ts). */
 export interface TlsConnector {
-  connect(endpoint: HostPort, timeoutMs: number): Promise<import('node:tls').TLSSocket>;
+  connect(endpoint: HostPort, timeoutMs: number, onread?: ReadInto): Promise<import('node:tls').TLSSocket>;
 }

@@ -1,0 +1,106 @@
+// Upstream sockets read into one reused buffer per connection (Node's `onread`): a body chunk
+// is a view of it, overwritten by the next read. While the client socket still has a write in
+// flight, a chunk it would queue must be a copy. These responses are built so every read
+// differs from the one before, and the client pauses so the proxy's writes back up: a view
+// queued instead of a copy would arrive overwritten by later bytes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import https from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { makeTestPki } from './support/pki.ts';
+import { startUpstream } from './support/upstream.ts';
+import { clientAgent, startProxy } from './support/proxy.ts';
+import { UpstreamReads, type UpstreamConnection } from '../src/pool/connection.ts';
+
+/** Block i of a response: its bytes depend on i, so two different blocks never look alike. */
+function block(i: number, size: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = (i * 2654435761) >>> 0;
+  for (let k = 0; k < size; k++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[k] = x >>> 24;
+  }
+  return b;
+}
+
+/** Sizes that straddle TLS records and the 16 KiB read buffer, repeating. */
+const SIZES = [1, 700, 16384, 16385, 40000, 3, 65536, 9000, 16383, 100000];
+
+function send(res: ServerResponse, blocks: number): string {
+  const hash = createHash('sha256');
+  const parts: Buffer[] = [];
+  for (let i = 0; i < blocks; i++) {
+    const b = block(i, SIZES[i % SIZES.length]!);
+    hash.update(b);
+    parts.push(b);
+  }
+  let i = 0;
+  const pump = (): void => {
+    while (i < parts.length) {
+      if (!res.write(parts[i++])) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+  return hash.digest('hex');
+}
+
+for (const framing of ['chunked', 'content-length'] as const) {
+  test(`${framing} response to a client that pauses now and then: every byte intact`, async (t) => {
+    const pki = await makeTestPki();
+    const up = await startUpstream(pki);
+    const BLOCKS = 600; // ~16 MiB
+    let total = 0;
+    for (let i = 0; i < BLOCKS; i++) total += SIZES[i % SIZES.length]!;
+    let expected = '';
+    up.handlers.set('/stream', (_req, res) => {
+      // chunked: node:http writes one chunk per write(), each parsed by the proxy's llhttp
+      res.writeHead(200, framing === 'chunked' ? { 'transfer-encoding': 'chunked' } : { 'content-length': total });
+      expected = send(res, BLOCKS);
+    });
+    const proxy = await startProxy(pki, up.port);
+    const agent = clientAgent(pki);
+    t.after(async () => {
+      agent.destroy();
+      await proxy.stop();
+      await up.close();
+      pki.cleanup();
+    });
+    const { received, sha256, framingSeen } = await new Promise<{ received: number; sha256: string; framingSeen: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', path: '/stream', agent }, (res) => {
+        const hash = createHash('sha256');
+        let n = 0;
+        let reads = 0;
+        res.on('data', (d: Buffer) => {
+          hash.update(d);
+          n += d.length;
+          // stall every 40th read for a moment: the proxy's client socket backs up meanwhile
+          if (++reads % 40 === 0) {
+            res.pause();
+            setTimeout(() => res.resume(), 30);
+          }
+        });
+        res.on('end', () => { resolve({ received: n, sha256: hash.digest('hex'), framingSeen: String(res.headers['transfer-encoding'] ?? 'length') }); });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(framingSeen, framing === 'chunked' ? 'chunked' : 'length');
+    assert.equal(received, total);
+    assert.equal(sha256, expected);
+  });
+}
+
+test('bytes an upstream sends before its connection is set up mark the connection dead', () => {
+  const early = new UpstreamReads();
+  early.buffer.write('HTTP/1.1 200 OK\r\n\r\n', 'latin1');
+  early.callback(19, early.buffer);
+  assert.equal(early.attach({} as UpstreamConnection), false);
+  const quiet = new UpstreamReads();
+  assert.equal(quiet.attach({} as UpstreamConnection), true);
+});
