@@ -6,7 +6,7 @@
 import type { TLSSocket } from 'node:tls';
 import { ProxyError } from '../errors.ts';
 import type { ClientIdentity } from '../net/identity.ts';
-import { formatXfcc } from '../net/identity.ts';
+import { xfccOf } from '../net/identity.ts';
 import type { ListenerContext, RequestRecord } from './context.ts';
 import { Exchange, type DownstreamPort } from './exchange.ts';
 import { clientAddress, newRequestId } from './headers.ts';
@@ -268,7 +268,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     if (cluster === undefined) return this.#check(new ProxyError('INTERNAL', `route names unknown upstream "${route.upstream}"`));
     const id = requestIdOf(head);
     const host = form.host !== '' ? form.host : (cluster.config.tls.serverName ?? cluster.config.endpoints[0]?.host ?? 'localhost');
-    if (this.#xfcc === undefined) this.#xfcc = this.#identity ? formatXfcc(this.#identity) : null;
+    if (this.#xfcc === undefined) this.#xfcc = this.#identity ? xfccOf(this.#identity) : null;
     const ex = new Exchange(this, {
       id,
       method: head.method,
