@@ -2,7 +2,8 @@
 // is a view of it, overwritten by the next read. While the client socket still has a write in
 // flight, a chunk it would queue must be a copy. These responses are built so every read
 // differs from the one before, and the client pauses so the proxy's writes back up: a view
-// queued instead of a copy would arrive overwritten by later bytes.
+// queued instead of a copy would arrive overwritten by later bytes, and a slab handed out
+// again before its write completed (src/http/copy-slabs.ts) likewise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,6 +13,7 @@ import { makeTestPki } from './support/pki.ts';
 import { startUpstream } from './support/upstream.ts';
 import { clientAgent, startProxy } from './support/proxy.ts';
 import { UpstreamReads, type UpstreamConnection } from '../src/pool/connection.ts';
+import { slabStats } from '../src/http/copy-slabs.ts';
 
 /** Block i of a response: its bytes depend on i, so two different blocks never look alike. */
 function block(i: number, size: number): Buffer {
@@ -70,6 +72,7 @@ for (const framing of ['chunked', 'content-length'] as const) {
       await up.close();
       pki.cleanup();
     });
+    const before = slabStats();
     const { received, sha256, framingSeen } = await new Promise<{ received: number; sha256: string; framingSeen: string }>((resolve, reject) => {
       const req = https.request({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', path: '/stream', agent }, (res) => {
         const hash = createHash('sha256');
@@ -93,6 +96,14 @@ for (const framing of ['chunked', 'content-length'] as const) {
     assert.equal(framingSeen, framing === 'chunked' ? 'chunked' : 'length');
     assert.equal(received, total);
     assert.equal(sha256, expected);
+    // the copies went through reused slabs: far fewer allocated than copies made (the pauses
+    // back ~1 MiB up, dozens of slabs in flight at once), and every one came back
+    const after = slabStats();
+    const copies = after.copies - before.copies;
+    const made = after.made - before.made;
+    assert.ok(copies > 200, `only ${copies} copies: the client never fell behind`);
+    assert.ok(made * 4 < copies, `${made} slabs allocated for ${copies} copies`);
+    assert.equal(after.free, Math.min(after.made, 128));
   });
 }
 

@@ -10,6 +10,7 @@ import type { EndpointPool } from '../pool/endpoint-pool.ts';
 import type { UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
 import { ERR, errorName } from './llhttp.ts';
+import { writeCopy } from './copy-slabs.ts';
 import { CLIENT_CLOSED_STATUS } from './local-response.ts';
 import type { ResponseHead } from './response-head.ts';
 
@@ -245,7 +246,8 @@ export class Exchange {
     // The chunk is a view of the connection's read buffer (UpstreamReads), overwritten by the
     // next read. A write that TLS takes in at once (SSL_write encrypts it before write()
     // returns, corked ones at uncork() below) is done with it; one the client socket queues
-    // behind a write still in flight would not be, so then body bytes are copied.
+    // behind a write still in flight would not be, so then body bytes are copied (into reused
+    // slabs, see copy-slabs.ts).
     this.#copyBody = this.#client.writableLength > 0;
     if (this.#bodyRemaining > 0) {
       this.#forwardBody(chunk, 0);
@@ -288,7 +290,7 @@ export class Exchange {
     const n = available < remaining ? available : remaining;
     const client = this.#client;
     const view = from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n);
-    const ok = client.write(this.#copyBody ? Buffer.from(view) : view);
+    const ok = this.#copyBody ? writeCopy(client, view) : client.write(view);
     this.bytesOut += n;
     this.#bodyRemaining = remaining - n;
     if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
@@ -398,15 +400,16 @@ export class Exchange {
 
   onBody(data: Buffer, start: number, end: number): number {
     const n = end - start;
-    const view = this.#copyBody ? Buffer.from(data.subarray(start, end)) : data.subarray(start, end);
+    const view = data.subarray(start, end);
     const client = this.#client;
     let ok: boolean;
     if (this.#head.mode === 'chunked') {
       client.write(n.toString(16) + CRLF, 'latin1');
-      client.write(view);
+      if (this.#copyBody) writeCopy(client, view);
+      else client.write(view);
       ok = client.write(CRLF, 'latin1');
     } else {
-      ok = client.write(view);
+      ok = this.#copyBody ? writeCopy(client, view) : client.write(view);
     }
     this.bytesOut += n;
     if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
