@@ -22,7 +22,9 @@ CONNS=${CONNS:-25}; WARMUP=${WARMUP:-6}; SECONDS_=${SECONDS_:-6}
 bench_setup ab
 start_origin
 PIDS=()
-trap 'kill ${OPID:-} ${PIDS[@]:-} 2>/dev/null || true' EXIT
+# HAProxy (the haproxy variant) is stopped by its config file's name: it outlives the pid taken
+stop_haproxy() { pkill -TERM -f "haproxy -db -f $DIR/haproxy" 2>/dev/null || true; }
+trap 'kill ${OPID:-} ${PIDS[@]:-} 2>/dev/null || true; stop_haproxy' EXIT
 
 # start_variant <variant> <slot> <env> <checkout>: a proxy on port 1844<slot>, admin on 1990<slot>; sets VPID
 start_variant() {
@@ -99,7 +101,8 @@ EOF
 )
   echo "round $r: B/A $LINE"
   RATIOS+=("${LINE%% *}")
-  kill -INT "$P1" "$P2"
+  kill -INT "$P1" "$P2" 2>/dev/null || true
+  stop_haproxy
   for _ in $(seq 300); do kill -0 "$P1" 2>/dev/null || kill -0 "$P2" 2>/dev/null || break; sleep 0.1; done
 done
 python3 -c "import statistics,sys; r=sorted(map(float,sys.argv[1:])); print(f'$B/$A CPU per request: median {statistics.median(r):.3f} (rounds: {\" \".join(f\"{x:.3f}\" for x in r)})')" "${RATIOS[@]}"
