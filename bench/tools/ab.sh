@@ -6,6 +6,7 @@
 # variant ranged 35.7-41.8 µs per request within minutes.
 #   bench/tools/ab.sh A B [rounds]        A, B: off | metrics | reqlog | on (as per-request.sh)
 #                                         | haproxy (Debian's, configured as npm run bench does)
+#                                         | reply-from (bench/peers/reply-from.ts)
 # Each round starts both proxies fresh, warms them up (WARMUP s), measures (SECONDS_ s) and swaps
 # which variant gets which port and loadgen; it prints B/A per round and the median.
 # Extra proxy flags: NODE_FLAGS (both); LOADGEN=wrk: wrk instead of bench/loadgen.ts; LG_FLAGS: more
@@ -39,6 +40,11 @@ start_variant() {
       haproxy('$DIR', $port, $OPORT);
       renameSync('$DIR/haproxy.cfg', '$DIR/haproxy$s.cfg');"
     taskset -c 0 haproxy -db -f "$DIR/haproxy$s.cfg" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
+    PIDS+=("$VPID")
+    return
+  fi
+  if [ "$v" = reply-from ]; then
+    taskset -c 0 $N bench/peers/reply-from.ts --dir "$DIR" --upstream "127.0.0.1:$OPORT" --port "$port" > "$DIR/proxy$s.out" 2>&1 & VPID=$!
     PIDS+=("$VPID")
     return
   fi
