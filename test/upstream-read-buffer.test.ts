@@ -9,9 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import type { ServerResponse } from 'node:http';
-import { makeTestPki } from './support/pki.ts';
-import { startUpstream } from './support/upstream.ts';
-import { clientAgent, startProxy } from './support/proxy.ts';
+import { proxyFixture } from './support/fixture.ts';
 import { UpstreamReads, type UpstreamConnection } from '../src/pool/connection.ts';
 import { slabStats } from '../src/http/copy-slabs.ts';
 
@@ -53,8 +51,7 @@ function send(res: ServerResponse, blocks: number): string {
 
 for (const framing of ['chunked', 'content-length'] as const) {
   test(`${framing} response to a client that pauses now and then: every byte intact`, async (t) => {
-    const pki = await makeTestPki();
-    const up = await startUpstream(pki);
+    const { up, proxy, agent } = await proxyFixture(t);
     const BLOCKS = 600; // ~16 MiB
     let total = 0;
     for (let i = 0; i < BLOCKS; i++) total += SIZES[i % SIZES.length]!;
@@ -63,14 +60,6 @@ for (const framing of ['chunked', 'content-length'] as const) {
       // chunked: node:http writes one chunk per write(), each parsed by the proxy's llhttp
       res.writeHead(200, framing === 'chunked' ? { 'transfer-encoding': 'chunked' } : { 'content-length': total });
       expected = send(res, BLOCKS);
-    });
-    const proxy = await startProxy(pki, up.port);
-    const agent = clientAgent(pki);
-    t.after(async () => {
-      agent.destroy();
-      await proxy.stop();
-      await up.close();
-      pki.cleanup();
     });
     const before = slabStats();
     const { received, sha256, framingSeen } = await new Promise<{ received: number; sha256: string; framingSeen: string }>((resolve, reject) => {
