@@ -145,7 +145,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
       const ex = this.#toStart;
       if (ex !== null) {
         this.#toStart = null;
-        void ex.start();
+        ex.start();
       } else {
         this.#exchange?.flush();
       }

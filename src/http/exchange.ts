@@ -5,9 +5,8 @@
 // connection. Bodies move as the views the parsers hand out; nothing is collected.
 import type { TLSSocket } from 'node:tls';
 import { ProxyError } from '../errors.ts';
-import type { UpstreamConnection } from '../pool/connection.ts';
-import type { EndpointPool } from '../pool/endpoint-pool.ts';
-import type { UpstreamCluster } from '../pool/upstream-cluster.ts';
+import type { Endpoint } from '../pool/balancer.ts';
+import type { Lease, UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
 import { ERR, errorName } from './llhttp.ts';
 import { writeCopy } from './copy-slabs.ts';
@@ -71,7 +70,7 @@ export class Exchange {
   readonly #client: TLSSocket;
 
   // request side
-  #lease: { conn: UpstreamConnection; pool: EndpointPool } | null = null;
+  #lease: Lease | null = null;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   /** Views of a body that was complete before we sent anything: replayable. */
@@ -153,19 +152,34 @@ export class Exchange {
     this.#requestComplete = true;
   }
 
-  /** Phase: choose upstream + connect. Body parsed meanwhile waits in #pending. */
-  async start(): Promise<void> {
+  /**
+   * Phase: choose upstream + connect. Body parsed meanwhile waits in #pending. An idle pooled
+   * connection is attached at once, without a promise; otherwise the pool is waited for.
+   */
+  start(): void {
     this.#connecting = true;
     this.#lastActivity = performance.now();
     this.#armTimer();
-    let lease: { conn: UpstreamConnection; pool: EndpointPool };
+    const cluster = this.init.cluster;
+    const ep = cluster.pick();
+    const lease = ep !== null ? cluster.tryAcquire(ep) : null;
+    if (lease !== null) this.#leased(lease);
+    else void this.#acquire(ep);
+  }
+
+  async #acquire(ep: Endpoint | null): Promise<void> {
+    let lease: Lease;
     try {
-      lease = await this.init.cluster.acquire();
+      lease = await this.init.cluster.acquire(ep);
     } catch (err) {
       this.#connecting = false;
       this.#fail(err as ProxyError);
       return;
     }
+    this.#leased(lease);
+  }
+
+  #leased(lease: Lease): void {
     this.#connecting = false;
     if (this.#done) {
       lease.pool.release(lease.conn);
@@ -178,7 +192,7 @@ export class Exchange {
     this.#attach(lease);
   }
 
-  #attach(lease: { conn: UpstreamConnection; pool: EndpointPool }): void {
+  #attach(lease: Lease): void {
     this.#lease = lease;
     lease.conn.bind(this);
     const up = lease.conn.socket!;

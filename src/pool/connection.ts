@@ -64,6 +64,8 @@ export class UpstreamConnection {
   uses = 0;
   /** False for a one-off connection made for a retry: destroyed after use. */
   pooled = true;
+  /** performance.now() when last released to its pool's ready list. */
+  idleSince = 0;
   #owner: ConnectionOwner | null = null;
   #dead = false;
   #lastError: Error | null = null;

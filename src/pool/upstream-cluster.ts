@@ -50,12 +50,29 @@ export class UpstreamCluster {
     return this.#pools.values();
   }
 
-  /** A connection from a healthy endpoint's pool; one retry on another endpoint if connecting fails. */
-  async acquire(): Promise<Lease> {
+  /** The endpoint for the next request: round-robin over the healthy ones (the balancer). */
+  pick(): Endpoint | null {
+    return this.balancer.pick(null);
+  }
+
+  /** An idle connection to `ep` now, without waiting, or null: then acquire(ep). */
+  tryAcquire(ep: Endpoint): Lease | null {
+    const pool = this.#pools.get(ep)!;
+    const conn = pool.tryAcquire();
+    if (conn === null) return null;
+    this.balancer.reportSuccess(ep);
+    return { conn, pool };
+  }
+
+  /**
+   * A connection from a healthy endpoint's pool (`first`: the endpoint the caller already
+   * picked); one retry on another endpoint if connecting fails.
+   */
+  async acquire(first?: Endpoint | null): Promise<Lease> {
     let tried: Endpoint | null = null;
     let lastErr: ProxyError | null = null;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const ep = this.balancer.pick(tried);
+      const ep: Endpoint | null = attempt === 0 && first !== undefined ? first : this.balancer.pick(tried);
       if (!ep || ep === tried) break;
       const pool = this.#pools.get(ep)!;
       try {
