@@ -10,6 +10,7 @@ import type { Lease, UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
 import { ERR, errorName } from './llhttp.ts';
 import { writeCopy } from './copy-slabs.ts';
+import { headWriter } from './headers.ts';
 import { CLIENT_CLOSED_STATUS } from './local-response.ts';
 import type { ResponseHead } from './response-head.ts';
 
@@ -56,6 +57,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const CRLF = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 const RESPONSE_HEAD_MIN = 64 * 1024;
+/** Largest head + body written as one Buffer (#writeHeldHead): one TLS record's plaintext. */
+const ONE_WRITE_MAX = 16 * 1024;
 /**
  * Body bytes that may wait in one socket's write queue before the other side is paused
  * (Envoy's per_connection_buffer_limit_bytes, 1 MiB by default there too). Pausing at every
@@ -273,9 +276,9 @@ export class Exchange {
     client.cork();
     const ret = conn.parser!.execute(chunk);
     if (ret === ERR.PAUSED && this.#bodyRemaining > 0) {
-      // the head of a Content-Length response: the rest of the chunk starts its body
-      const at = conn.parser!.stoppedAt;
-      if (at < chunk.length) this.#forwardBody(chunk, at);
+      // the head of a Content-Length response (held in headWriter): the rest of the chunk
+      // starts its body
+      this.#writeHeldHead(chunk, conn.parser!.stoppedAt);
       client.uncork();
       return;
     }
@@ -295,6 +298,30 @@ export class Exchange {
       return;
     }
     this.#upstreamFailed(new ProxyError('UPSTREAM_BAD_RESPONSE', `invalid response from upstream: ${conn.parser!.errorReason} (${errorName(ret)})`));
+  }
+
+  /**
+   * The head of a Content-Length response, built into headWriter by onHeadersComplete, and its
+   * body from `at` on. A small response whose body is all in this chunk leaves as one Buffer:
+   * one write, where head and body apart would take Node's writev path (a buffered-write
+   * list, and TLS copying both into one record).
+   */
+  #writeHeldHead(chunk: Buffer, at: number): void {
+    const w = headWriter;
+    const remaining = this.#bodyRemaining;
+    if (chunk.length - at >= remaining && w.length + remaining <= ONE_WRITE_MAX) {
+      w.addBytes(chunk, at, at + remaining);
+      this.bytesOut += w.length;
+      this.#bodyRemaining = 0;
+      this.#client.write(w.take());
+      // bytes after the body answer nothing we asked: dropped, and the connection is not reused
+      if (at + remaining < chunk.length) this.#extraBytes = true;
+      this.#responseComplete = true;
+      this.#finish();
+      return;
+    }
+    this.#writeClient(w.take());
+    if (at < chunk.length) this.#forwardBody(chunk, at);
   }
 
   /** A Content-Length body's bytes from `from` on, past the parser (see #bodyRemaining). */
@@ -404,10 +431,12 @@ export class Exchange {
     }
     this.#interim = false;
     this.#upstreamKeepAlive = keepAlive;
-    const text = head.final(status, this.init, this.#down.ctx.isDraining());
-    if (head.bodyLength > 0) this.#bodyRemaining = head.bodyLength;
+    head.build(status, this.init, this.#down.ctx.isDraining());
     this.#responseStarted = true;
-    this.#writeClient(text);
+    // a Content-Length body: the head stays in headWriter for #writeHeldHead, right after
+    // this parse returns (paused by onMessageComplete)
+    if (head.bodyLength > 0) this.#bodyRemaining = head.bodyLength;
+    else this.#writeClient(headWriter.take());
     // 1 = no body for llhttp: HEAD has none, a Content-Length body is counted by #forwardBody
     return this.init.method === 'HEAD' || this.#bodyRemaining > 0 ? 1 : 0;
   }

@@ -132,6 +132,22 @@ class HeadWriter {
     this.add('\r\n');
   }
 
+  /** Raw bytes after the head (a small body sent in the same write). */
+  addBytes(data: Buffer, start: number, end: number): void {
+    const need = this.#len + (end - start);
+    if (need > this.#buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, 2 * this.#buf.length));
+      this.#buf.copy(bigger, 0, 0, this.#len);
+      this.#buf = bigger;
+    }
+    this.#len += data.copy(this.#buf, this.#len, start, end);
+  }
+
+  /** Bytes written since start(). */
+  get length(): number {
+    return this.#len;
+  }
+
   /** The head so far, copied out of the reused buffer (the socket may hold it a while). */
   take(): Buffer {
     const head = Buffer.allocUnsafe(this.#len);

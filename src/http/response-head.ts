@@ -141,6 +141,15 @@ export class ResponseHead {
 
   /** The final head for the client; sets mode, closeClient and bodyLength. */
   final(status: number, req: ResponseFor, draining: boolean): Buffer {
+    this.build(status, req, draining);
+    return headWriter.take();
+  }
+
+  /**
+   * final() left in headWriter, for the caller to add body bytes behind it (addBytes) and
+   * take() head and body as one Buffer. Nothing else may use headWriter in between.
+   */
+  build(status: number, req: ResponseFor, draining: boolean): void {
     const n = this.#count;
     const lowers = this.#lower;
     const values = this.#values;
@@ -185,6 +194,5 @@ export class ResponseHead {
     if (this.closeClient) w.add('connection: close\r\n');
     else if (http10) w.add('connection: keep-alive\r\n');
     w.add(CRLF);
-    return w.take();
   }
 }
