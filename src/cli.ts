@@ -1,14 +1,15 @@
 // The `mtls-proxy` command line (PRODUCT.md, "Command line"). Exit codes: 0 ok, 1 bad config
 // or certificates, 2 bad usage. Expected failures print one line each to stderr, no stack.
 import cluster from 'node:cluster';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { checkCertificates, type Problem } from './certs/inspect.ts';
 import { ConfigErrors, loadConfigFile, type LoadedConfig } from './config/load.ts';
-import type { Config } from './config/types.ts';
+import type { SelftestReport } from './selftest/run.ts';
 import { ConfigError, isProxyError } from './errors.ts';
+import { VERSION } from './paths.ts';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -31,25 +32,8 @@ class ReportedFailure extends Error {}
 /** The server failed while starting; what it already opened may keep the event loop alive. */
 class StartFailure extends Error {}
 
-// server.ts and demo.ts are written alongside this file; loading them by computed specifier
-// keeps `check`, `pki init` and `hash-password` working (and type-checking) without them.
-interface ServerModule {
-  runServer(config: Config, opts?: Record<string, never>): Promise<unknown>;
-}
-interface PrimaryModule {
-  runPrimary(config: Config, count: number): Promise<unknown>;
-  workerCount(workers: number | 'auto', cores: number): number;
-}
-interface WorkerModule {
-  runWorker(): Promise<void>;
-}
-interface DemoModule {
-  runDemo(): Promise<void>;
-}
-interface SelftestModule {
-  runSelftest(config: Config, opts?: { onResult?: (r: { pass: boolean }) => void }): Promise<{ failed: number }>;
-  formatReport(report: unknown): string;
-}
+// The commands' modules are imported when the command runs, so `check`, `pki init` and
+// `hash-password` load none of the proxy.
 interface BcryptModule {
   hash(data: string, rounds: number): Promise<string>;
 }
@@ -79,11 +63,6 @@ async function loadBcrypt(): Promise<BcryptModule> {
   return withFunction<BcryptModule>(exports, 'hash', 'bcrypt');
 }
 
-function version(): string {
-  const pkg: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-  const v = typeof pkg === 'object' && pkg !== null && 'version' in pkg ? pkg.version : null;
-  return typeof v === 'string' ? v : '0.0.0';
-}
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
@@ -138,7 +117,7 @@ function buildProgram(): Command {
   program
     .exitOverride()
     .description('A streaming reverse proxy for mutual TLS')
-    .version(version(), '-V, --version')
+    .version(VERSION, '-V, --version')
     .showSuggestionAfterError(true);
 
   program
@@ -149,21 +128,21 @@ function buildProgram(): Command {
       // server.workers > 1: node:cluster forks this same command line; the worker takes its
       // config from the primary (which checked it), so all workers run the same one.
       if (cluster.isWorker) {
-        const worker = withFunction<WorkerModule>(await importModule('./cluster/worker.ts'), 'runWorker', 'src/cluster/worker.ts');
+        const worker = await import('./cluster/worker.ts');
         await worker.runWorker();
         return;
       }
       const { config } = loadAndCheck(opts.config, { quietWhenOk: true });
       try {
         if (config.server.workers !== 1) {
-          const primary = withFunction<PrimaryModule>(await importModule('./cluster/primary.ts'), 'runPrimary', 'src/cluster/primary.ts');
+          const primary = await import('./cluster/primary.ts');
           const count = primary.workerCount(config.server.workers, availableParallelism());
           if (count > 1) {
             await primary.runPrimary(config, count);
             return;
           }
         }
-        const server = withFunction<ServerModule>(await importModule('./server.ts'), 'runServer', 'src/server.ts');
+        const server = await import('./server.ts');
         await server.runServer(config);
       } catch (err) {
         throw new StartFailure('start failed', { cause: err });
@@ -174,7 +153,7 @@ function buildProgram(): Command {
     .command('demo')
     .description('run a self-contained demo: dev PKI, mTLS echo upstream, the proxy (L7 and L4 listeners)')
     .action(async () => {
-      const demo = withFunction<DemoModule>(await importModule('./demo.ts'), 'runDemo', 'src/demo.ts');
+      const demo = await import('./demo.ts');
       try {
         await demo.runDemo();
       } catch (err) {
@@ -196,9 +175,9 @@ function buildProgram(): Command {
     .option('-c, --config <file>', 'config file (or $MTLS_PROXY_CONFIG)', defaultConfig)
     .action(async (opts: { config: string }) => {
       const { config } = loadConfigFile(opts.config);
-      const selftest = withFunction<SelftestModule>(await importModule('./selftest/run.ts'), 'runSelftest', 'src/selftest/run.ts');
+      const selftest = await import('./selftest/run.ts');
       process.stderr.write('selftest: the first http listener on 127.0.0.1 (ephemeral port), its upstreams on a recording origin, TLS from a throwaway PKI\n');
-      let report: { failed: number };
+      let report: SelftestReport;
       try {
         report = await selftest.runSelftest(config);
       } catch (err) {

@@ -2,7 +2,6 @@
 // config -> TLS -> pools -> health checks -> (request log -> admin) -> listeners; stop in
 // reverse after draining. Signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads
 // certificates without dropping connections.
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
@@ -24,11 +23,12 @@ import { installSignals as installProcessSignals } from './signals.ts';
 import type { ClientIdentity } from './net/identity.ts';
 import { Listener } from './net/listener.ts';
 import { UpstreamConnector } from './net/upstream-tls.ts';
+import { VERSION } from './paths.ts';
 import { UpstreamCluster } from './pool/upstream-cluster.ts';
 
 export type { Phase, ReloadReport };
 
-export const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export { VERSION };
 /** Client certificates remembered for /api/certificates and the expiry gauge; oldest evicted. */
 const CLIENT_CERT_MEMORY = 256;
 

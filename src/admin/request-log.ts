@@ -12,6 +12,7 @@ import type { RequestLogConfig } from '../config/types.ts';
 import { ConfigError } from '../errors.ts';
 import type { RequestRecord } from '../http/context.ts';
 import type { Logger } from '../log.ts';
+import { codeFile } from '../paths.ts';
 import type { ProxyEvents } from './types.ts';
 
 import { CONTEXTS_IN_USE_FROM, type RequestFilter, type RequestRow } from './request-log-query.ts';
@@ -270,8 +271,8 @@ export class RequestLog {
       generation = rows.generation;
       contextsWritten = rows.contexts;
     };
-    // The source's extension is the running module's: .ts from a checkout, .js from dist/.
-    const workerFile = new URL(`./request-log-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+    // .ts from a checkout, .js from dist/ (a bundle entry of its own there)
+    const workerFile = codeFile('admin/request-log-worker');
     this.#reader = new Worker(workerFile, { workerData: { path: cfg.path } satisfies ReaderInit });
     this.#reader.unref();
     this.#reader.on('message', this.#onReply);

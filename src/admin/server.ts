@@ -8,10 +8,10 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { extname, join, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import type { AdminConfig } from '../config/types.ts';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { CODE_ROOT } from '../paths.ts';
 import { AdminApi, ApiError, formatHostPort, type RequestLogLike } from './api.ts';
 import { BasicAuth, WWW_AUTHENTICATE, type AuthFailureReason } from './auth.ts';
 import type { AdminView } from './types.ts';
@@ -47,7 +47,7 @@ const MAX_CONNECTIONS = 256;
 const CLOSE_GRACE_MS = 5_000;
 
 const ASSETS_PREFIX = '/assets/';
-const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('./dashboard/', import.meta.url));
+const DEFAULT_DASHBOARD_DIR = join(CODE_ROOT, 'admin', 'dashboard');
 
 // The dashboard has no inline script or style, so 'self' is all it needs (issue 3).
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {

@@ -6,14 +6,14 @@
 // CVE-2022-32214, CVE-2022-35256, CVE-2023-30589, CVE-2024-27982 were all leniencies).
 import { createRequire } from 'node:module';
 
-const require = createRequire(import.meta.url);
+const requireUndici = createRequire(import.meta.url);
 
 interface LlhttpConstants {
   ERROR: Record<string, number>;
   TYPE: Record<string, number>;
   METHODS: Record<string, number>;
 }
-const constants = require('undici/lib/llhttp/constants.js') as LlhttpConstants;
+const constants = requireUndici('undici/lib/llhttp/constants.js') as LlhttpConstants;
 
 // The few WebAssembly APIs used here (the Node typings don't declare the global).
 interface WasmModule {
@@ -104,12 +104,12 @@ function load(): LlhttpExports {
   let mod: WasmModule | null = null;
   if (process.env.MTLS_PROXY_NO_WASM_SIMD !== '1') {
     try {
-      mod = new WA.Module(require('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer);
+      mod = new WA.Module(requireUndici('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer);
     } catch {
       mod = null; // CPU without wasm SIMD: the plain build below
     }
   }
-  mod ??= new WA.Module(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer);
+  mod ??= new WA.Module(requireUndici('undici/lib/llhttp/llhttp-wasm.js') as Buffer);
   const env = {
     wasm_on_message_begin: (_p: number): number => current!.handler.onMessageBegin(),
     wasm_on_url: (_p: number, at: number, len: number): number => {

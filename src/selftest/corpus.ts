@@ -6,9 +6,9 @@
 // default 64 KiB head limit still means "one byte over the limit" under any config:
 //   "request": ["GET / HTTP/1.1\r\nHost: localhost\r\nX: ", {"repeat": "a", "times": "max_header_size"}, "\r\n\r\n"]
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, sep } from 'node:path';
 import type { ListenerLimits } from '../config/types.ts';
+import { PACKAGE_ROOT } from '../paths.ts';
 
 export type LimitName = 'max_header_size' | 'max_headers' | 'max_uri_length';
 export type Part = string | { repeat: string; times: number | LimitName; plus?: number };
@@ -58,8 +58,8 @@ export interface CorpusCase {
   file: string;
 }
 
-/** fuzz/corpus/ beside src/ (and beside dist/ in a built package). */
-export const CORPUS_DIR = fileURLToPath(new URL('../../fuzz/corpus/', import.meta.url));
+/** fuzz/corpus/ in the package (a built package ships it too). */
+export const CORPUS_DIR = join(PACKAGE_ROOT, 'fuzz', 'corpus') + sep;
 
 const LIMITS: readonly LimitName[] = ['max_header_size', 'max_headers', 'max_uri_length'];
 
