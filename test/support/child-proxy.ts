@@ -54,9 +54,9 @@ ${extra}`;
   return path;
 }
 
-/** `nodeFlags` go before the bin (`-r <preload>`, V8 flags). */
-export async function startChildProxy(configPath: string, nodeFlags: readonly string[] = []): Promise<ChildProxy> {
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', ...nodeFlags, BIN, 'start', '-c', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `nodeFlags` go before the bin (`-r <preload>`, V8 flags); `bin`: another package's bin/mtls-proxy.js. */
+export async function startChildProxy(configPath: string, nodeFlags: readonly string[] = [], bin = BIN): Promise<ChildProxy> {
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', ...nodeFlags, bin, 'start', '-c', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stdout!.setEncoding('utf8');

@@ -10,10 +10,11 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+/** `opts.bin`: another package's bin/mtls-proxy.js (a built one). */
+export function runCli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; bin?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     // process.execPath: the tests already run on Node 24, which the bin requires.
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
       stdio: ['pipe', 'pipe', 'pipe'],
