@@ -2,7 +2,7 @@
 // handled (Exchange #writeHeldHead): a small response all in one chunk leaves as one write,
 // anything else as the head then the body. Whatever way the upstream splits head and body,
 // the client gets them intact, and gets the head without waiting for a body still to come.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -99,7 +99,8 @@ function client(proxy: TestProxy, pki: TestPki): { get(path: string, onHead?: ()
   };
 }
 
-test('a Content-Length response reaches the client intact however the upstream splits it', async (t) => {
+/** The scripted upstream, a proxy in front of it and one client connection, torn down after `t`. */
+async function fixture(t: TestContext): Promise<{ proxy: TestProxy; c: ReturnType<typeof client> }> {
   const pki = await makeTestPki();
   const up = await rawUpstream(pki);
   const proxy = await startProxy(pki, up.port);
@@ -110,6 +111,11 @@ test('a Content-Length response reaches the client intact however the upstream s
     await up.close();
     pki.cleanup();
   });
+  return { proxy, c };
+}
+
+test('a Content-Length response reaches the client intact however the upstream splits it', async (t) => {
+  const { proxy, c } = await fixture(t);
   const one = await c.get('/one-chunk');
   assert.match(one.head, /^HTTP\/1\.1 200 OK\r\n/);
   assert.match(one.head, /x-request-id: /);
@@ -129,16 +135,7 @@ test('a Content-Length response reaches the client intact however the upstream s
 });
 
 test('the head goes to the client at once when the body comes in a later upstream chunk', async (t) => {
-  const pki = await makeTestPki();
-  const up = await rawUpstream(pki);
-  const proxy = await startProxy(pki, up.port);
-  const c = client(proxy, pki);
-  t.after(async () => {
-    c.close();
-    await proxy.stop();
-    await up.close();
-    pki.cleanup();
-  });
+  const { c } = await fixture(t);
   const t0 = performance.now();
   let headAt = 0;
   const r = await c.get('/head-then-body', () => (headAt = performance.now() - t0));
