@@ -314,10 +314,7 @@ export class Exchange {
       this.bytesOut += w.length;
       this.#bodyRemaining = 0;
       this.#client.write(w.take());
-      // bytes after the body answer nothing we asked: dropped, and the connection is not reused
-      if (at + remaining < chunk.length) this.#extraBytes = true;
-      this.#responseComplete = true;
-      this.#finish();
+      this.#bodyEnded(at + remaining < chunk.length);
       return;
     }
     this.#writeClient(w.take());
@@ -339,8 +336,13 @@ export class Exchange {
       if (this.#clientFull) this.#lease!.conn.socket!.pause();
       return;
     }
+    this.#bodyEnded(from + n < chunk.length);
+  }
+
+  /** A Content-Length body is all sent; `moreInChunk`: the upstream chunk held bytes after it. */
+  #bodyEnded(moreInChunk: boolean): void {
     // bytes after the body answer nothing we asked: dropped, and the connection is not reused
-    if (from + n < chunk.length) this.#extraBytes = true;
+    if (moreInChunk) this.#extraBytes = true;
     this.#responseComplete = true;
     this.#finish();
   }
