@@ -4,16 +4,20 @@
 // ES modules at startup warmed V8's optimizing compilers into several MiB of extra resident
 // code before the first request (issue 5, idle RSS; bench/tools/idle-rss.sh).
 //
-// Two bundles, one per thread that starts from a file: dist/cli.js (bin/ and every cluster
-// worker; the commands' modules, imported when a command runs, are inside it and evaluated only
-// then) and dist/admin/request-log-worker.js (the request-log reader thread, its own isolate).
-// One file, not shared chunks: each file costs the ES module loader path and URL work at
-// startup. Files that locate other files do it from the package root (src/paths.ts). Native
-// addons, and what src/ reads with createRequire at run time, stay in node_modules.
+// Two entry points, one per thread that starts from a file: dist/cli.js (bin/ and every cluster
+// worker) and dist/admin/request-log-worker.js (the request-log reader thread, its own isolate).
+// Code split into shared chunks (dist/chunks/): each command's modules are imported when that
+// command runs, and an external that only a command uses (bcrypt, better-sqlite3, prom-client,
+// @peculiar/x509) is imported by its chunk, not hoisted into cli.js where every start would load
+// it. Whitespace is minified (names are kept, so stack traces still read; the source maps give
+// the original lines with --enable-source-maps): V8 keeps each script's source on its heap, and
+// this is ~0.3 MiB of the idle RSS. Files that locate other files do it from the package root
+// (src/paths.ts). Native addons, and what src/ reads with createRequire at run time, stay in
+// node_modules.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { cpSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -24,6 +28,55 @@ const tscOut = join(out, '.tsc');
 
 rmSync(out, { recursive: true, force: true });
 execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--outDir', tscOut], { cwd: root, stdio: 'inherit' });
+
+// pino loads its transport machinery (thread-stream, node:worker_threads, node:assert) when it
+// is imported, though the proxy never starts a transport (log.ts logs to stderr synchronously,
+// or through pino-pretty in-process). Those built-ins and their helpers are ~1 MiB of the idle
+// proxy's RSS (issue 5; bench/tools/idle-rss.sh: 60.8 -> 59.8 MiB). These rewrites make each of
+// those require() calls happen when first used, which in the proxy is never; the code is still
+// in the bundle and still works if something does use it. A rewrite whose text is not found
+// fails the build: a pino or sonic-boom upgrade must be looked at, not silently lose the trim.
+const LAZY_REQUIRES = [
+  {
+    file: 'node_modules/pino/lib/tools.js',
+    edits: [
+      ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
+      ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
+    ],
+  },
+  {
+    file: 'node_modules/pino/lib/transport.js',
+    edits: [
+      ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
+    ],
+  },
+  {
+    file: 'node_modules/sonic-boom/index.js',
+    edits: [["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"]],
+  },
+];
+const lazyRequires = {
+  name: 'lazy-requires',
+  setup(b) {
+    const seen = new Set();
+    b.onLoad({ filter: /[\\/]node_modules[\\/](pino|sonic-boom)[\\/].*\.js$/ }, (args) => {
+      const rel = relative(root, args.path).split(sep).join('/');
+      const entry = LAZY_REQUIRES.find((e) => e.file === rel);
+      if (!entry) return undefined;
+      let text = readFileSync(args.path, 'utf8');
+      for (const [from, to] of entry.edits) {
+        if (text.split(from).length !== 2) throw new Error(`scripts/build.mjs: "${from}" is not found exactly once in ${rel}; update LAZY_REQUIRES for this version`);
+        text = text.replace(from, to);
+      }
+      seen.add(rel);
+      return { contents: text, loader: 'js' };
+    });
+    b.onEnd(() => {
+      const missed = LAZY_REQUIRES.filter((e) => !seen.has(e.file)).map((e) => e.file);
+      if (missed.length > 0) throw new Error(`scripts/build.mjs: not in the bundle any more: ${missed.join(', ')}; update LAZY_REQUIRES`);
+    });
+  },
+};
 
 const entries = ['cli', 'admin/request-log-worker'];
 await build({
@@ -39,11 +92,13 @@ await build({
   platform: 'node',
   target: 'node24',
   sourcemap: true,
+  minifyWhitespace: true,
   // native addons; pino-pretty (required on demand); what src/ reads with createRequire
   external: ['better-sqlite3', 'bcrypt', 'pino-pretty', 'undici', 'prom-client', '@peculiar/x509', 'reflect-metadata'],
   // CommonJS dependencies inside an ES module bundle call require() for Node's built-ins
   banner: { js: "import { createRequire as __mtlsCreateRequire } from 'node:module'; const require = __mtlsCreateRequire(import.meta.url);" },
   logLevel: 'warning',
+  plugins: [lazyRequires],
 });
 cpSync(join(root, 'src/admin/dashboard'), join(out, 'admin/dashboard'), { recursive: true });
 rmSync(tscOut, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // pino logger: JSON by default, pino-pretty on request. One instance per process.
 import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
+import sonicBoom, { type SonicBoom } from 'sonic-boom';
 import type { LogConfig } from './config/types.ts';
 
 type PrettyFactory = (opts: { colorize: boolean; destination: number | NodeJS.WritableStream }) => NodeJS.WritableStream;
@@ -26,7 +27,48 @@ export function createLogger(cfg: LogConfig, destination?: NodeJS.WritableStream
     redact: { paths: ['*.password', '*.password_hash', '*.passwordHash', '*.key', 'req.headers.authorization'], censor: '[redacted]' },
   };
   if (cfg.format === 'pretty') return pino(options, prettyStream(destination ?? 2));
-  return destination ? pino(options, destination) : pino(options, pino.destination({ fd: 2, sync: false }));
+  return pino(options, destination ?? stderr());
 }
 
-export const silentLogger: Logger = pino({ level: 'silent' });
+/**
+ * stderr through sonic-boom, asynchronously (every request is logged at info, so lines are
+ * batched into few writes under load), as pino.destination makes it, without reading
+ * worker_threads' isMainThread: the proxy always logs from a process's main thread, and that
+ * read is what loads node:worker_threads into an idle proxy (scripts/build.mjs, issue 5).
+ * As pino does: lines still buffered when the process exits are written synchronously, and a
+ * closed stderr (EPIPE) stops logging instead of crashing the proxy.
+ */
+function stderr(): pino.DestinationStream {
+  const dest = new SonicBoomClass({ fd: 2, sync: false });
+  const onError = (err: NodeJS.ErrnoException): void => {
+    if (err.code === 'EPIPE') {
+      dest.write = () => true;
+      dest.flushSync = () => {};
+      return;
+    }
+    dest.removeListener('error', onError);
+    dest.emit('error', err);
+  };
+  dest.on('error', onError);
+  flushAtExit.add(new WeakRef(dest));
+  if (flushAtExit.size === 1) process.on('exit', flushAll);
+  return dest;
+}
+
+// sonic-boom is CommonJS: the default import is its class (its types declare it as a named export)
+const SonicBoomClass = sonicBoom as unknown as typeof SonicBoom;
+const flushAtExit = new Set<WeakRef<SonicBoom>>();
+function flushAll(): void {
+  for (const ref of flushAtExit) {
+    const dest = ref.deref();
+    if (dest === undefined) continue;
+    try {
+      dest.flushSync();
+    } catch {
+      // destroyed, or stderr gone at exit: nothing left to tell it
+    }
+  }
+}
+
+/** Discards everything: a logger for code paths run without one (tests, one-shot commands). */
+export const silentLogger: Logger = pino({ level: 'silent' }, { write: () => {} });

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +94,36 @@ test('the built proxy serves, and its request log, dashboard and version work fr
     rows = ((await (await fetch(`${base}/api/requests?limit=10`, { headers: { authorization: AUTH } })).json()) as { requests: Array<{ path: string }> }).requests;
   }
   assert.ok(rows.some((r) => r.path === '/built'), JSON.stringify(rows));
+});
+
+test('the built proxy starts without loading what it does not use: pino transports, worker threads, assert', async (t) => {
+  // scripts/build.mjs makes pino's and sonic-boom's require() of thread-stream,
+  // node:worker_threads and node:assert lazy (~1 MiB of idle RSS); log.ts writes stderr
+  // synchronously, so nothing reads isMainThread. A pino upgrade that moves those requires fails
+  // the build; one that adds another eager one shows up here.
+  const dir = mkdtempSync(join(tmpdir(), 'mtls-built-modules-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const list = join(dir, 'modules.txt');
+  const preload = join(dir, 'preload.cjs');
+  writeFileSync(preload, `setInterval(() => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')), 50).unref();\n`);
+  const config = writeConfig(pki, up.port, '');
+  const plain = await startChildProxy(config, ['-r', preload], bin);
+  try {
+    const agent = clientAgent(pki);
+    try {
+      assert.equal((await request(plain.port, agent, 'GET', '/lean')).status, 200);
+    } finally {
+      agent.destroy();
+    }
+    await new Promise((res) => setTimeout(res, 200));
+    const loaded = readFileSync(list, 'utf8').split('\n');
+    assert.ok(loaded.includes('NativeModule tls'), 'the list is the proxy\'s');
+    for (const mod of ['worker_threads', 'assert']) assert.ok(!loaded.includes(`NativeModule ${mod}`), `node:${mod} is loaded`);
+    // and the log still reaches stderr, line by line
+    assert.match(plain.log(), /^\{"level":30,.*"msg":"listening"/m);
+  } finally {
+    await plain.stop();
+  }
 });
 
 test('the built bin prints its version and runs the selftest with the shipped corpus', async () => {
