@@ -868,7 +868,8 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
     }
     for (const s of ALL_SCENARIOS) {
       const rounds = roundsFor(s);
-      const seconds = rounds > 1 && !isBulk(s) ? Math.max(2, Math.round((SECONDS / rounds) * 10) / 10) : SECONDS;
+      // whole seconds: wrk takes no fractions
+      const seconds = rounds > 1 && !isBulk(s) ? Math.max(2, Math.round(SECONDS / rounds)) : SECONDS;
       const runs = targets.filter((t) => live.has(t.name) && t.scenarios.includes(s));
       for (let round = 0; round < rounds; round++) {
         for (const t of rotate(runs, round)) {
