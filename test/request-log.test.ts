@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
@@ -16,7 +17,7 @@ import type { ProxyEvents } from '../src/admin/types.ts';
 import type { RequestLogConfig } from '../src/config/types.ts';
 import { ConfigError } from '../src/errors.ts';
 import type { RequestRecord } from '../src/http/context.ts';
-import { silentLogger } from '../src/log.ts';
+import { createLogger, silentLogger } from '../src/log.ts';
 import { makeTestPki } from './support/pki.ts';
 import { clientAgent, request, startProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
@@ -441,14 +442,22 @@ test('a database locked by another connection is a ConfigError naming request_lo
   RequestLog.open(cfg, silentLogger).close(); // usable again once released
 });
 
-test('a flush that meets a lock keeps its rows queued and writes them later', async () => {
+test('a flush that meets a lock keeps its rows queued, writes them later, and warns once, not errors', async () => {
   const cfg = config();
-  const log = RequestLog.open(cfg, silentLogger);
+  const lines: Array<{ level: number; msg: string; queued?: number; rows?: number }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(JSON.parse(chunk.toString()) as (typeof lines)[number]);
+      done();
+    },
+  });
+  const log = RequestLog.open(cfg, createLogger({ level: 'info', format: 'json' }, sink));
   const events = new FakeEvents();
   log.attach(events);
   events.emit(record({ id: 'waits' }));
   const holder = new Database(cfg.path, { timeout: 0 });
   holder.exec('BEGIN EXCLUSIVE');
+  log.flush();
   log.flush();
   assert.deepEqual(counts(log.stats), { queued: 1, dropped: 0, written: 0 });
   holder.exec('ROLLBACK');
@@ -457,6 +466,15 @@ test('a flush that meets a lock keeps its rows queued and writes them later', as
   assert.deepEqual(counts(log.stats), { queued: 0, dropped: 0, written: 1 });
   assert.equal((await log.query({ limit: 1 }))[0]?.id, 'waits');
   await log.close();
+  // a lock held by another reader or a checkpoint passes: one warning (level 40), then the
+  // recovery at the same level, so an operator logging at warn sees both
+  const told = lines.filter((l) => l.msg.startsWith('request log'));
+  assert.deepEqual(told.map((l) => [l.level, l.msg]), [
+    [40, 'request log busy; rows stay queued and are written at the next flush'],
+    [40, 'request log writes recovered'],
+  ]);
+  assert.equal(told[0]!.queued, 1);
+  assert.equal(told[1]!.rows, 1);
 });
 
 test('a path that cannot be created or opened is a clear ConfigError', async () => {

@@ -170,8 +170,11 @@ export class RequestLog {
   #flushTimer: NodeJS.Timeout | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
   #flushSoon: NodeJS.Immediate | null = null;
-  /** Set while flushes fail, so a broken disk logs once, not every 200ms. */
-  #failing = false;
+  /**
+   * Set while flushes fail, so a broken disk logs once, not every 200ms: the level the failure
+   * was logged at (busy is a warning), which the recovery line uses too.
+   */
+  #failing: 'warn' | 'error' | null = null;
   #closed = false;
   #closing: Promise<void> = Promise.resolve();
 
@@ -325,14 +328,20 @@ export class RequestLog {
     try {
       this.#insertAll(rows);
     } catch (err) {
-      if (!this.#failing) this.#log.error({ err, queued: rows.length }, 'request log write failed; rows stay queued, new ones are dropped when the queue is full');
-      this.#failing = true;
+      if (this.#failing === null) {
+        // Busy: the reader thread (a query, a checkpoint) held the lock past the busy timeout.
+        // That passes, and nothing is lost, so it is a warning; anything else is an error.
+        const code = sqliteCode(err);
+        this.#failing = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') ? 'warn' : 'error';
+        this.#log[this.#failing]({ err, queued: rows.length }, this.#failing === 'warn' ? 'request log busy; rows stay queued and are written at the next flush' : 'request log write failed; rows stay queued, new ones are dropped when the queue is full');
+      }
       return;
     } finally {
       this.#writeMs += performance.now() - t0;
     }
-    if (this.#failing) this.#log.info({ rows: rows.length }, 'request log writes recovered');
-    this.#failing = false;
+    // at the failure's level, so whoever saw the failure sees the recovery
+    if (this.#failing !== null) this.#log[this.#failing]({ rows: rows.length }, 'request log writes recovered');
+    this.#failing = null;
     this.#written += rows.length;
     rows.clear();
   }
