@@ -16,7 +16,7 @@
 // node_modules.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -24,81 +24,88 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // `--out DIR`: build somewhere else (test/built-package.test.ts lays out a package around it)
 const outAt = process.argv.indexOf('--out');
 const out = outAt > 0 && process.argv[outAt + 1] ? resolve(process.argv[outAt + 1]) : join(root, 'dist');
-const tscOut = join(out, '.tsc');
+// tsc's output goes inside the checkout, whatever --out is: esbuild resolves a package from the
+// importing file's folder upward, so from here it finds this checkout's node_modules, never one
+// that happens to sit above a temporary --out folder.
+const tscOut = mkdtempSync(join(root, '.tsc-'));
 
 rmSync(out, { recursive: true, force: true });
-execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--outDir', tscOut], { cwd: root, stdio: 'inherit' });
+try {
+  execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--outDir', tscOut], { cwd: root, stdio: 'inherit' });
 
-// pino loads its transport machinery (thread-stream, node:worker_threads, node:assert) when it
-// is imported, though the proxy never starts a transport (log.ts logs to stderr synchronously,
-// or through pino-pretty in-process). Those built-ins and their helpers are ~1 MiB of the idle
-// proxy's RSS (issue 5; bench/tools/idle-rss.sh: 60.8 -> 59.8 MiB). These rewrites make each of
-// those require() calls happen when first used, which in the proxy is never; the code is still
-// in the bundle and still works if something does use it. A rewrite whose text is not found
-// fails the build: a pino or sonic-boom upgrade must be looked at, not silently lose the trim.
-const LAZY_REQUIRES = [
-  {
-    file: 'node_modules/pino/lib/tools.js',
-    edits: [
-      ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
-      ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
-    ],
-  },
-  {
-    file: 'node_modules/pino/lib/transport.js',
-    edits: [
-      ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
-    ],
-  },
-  {
-    file: 'node_modules/sonic-boom/index.js',
-    edits: [["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"]],
-  },
-];
-const lazyRequires = {
-  name: 'lazy-requires',
-  setup(b) {
-    const seen = new Set();
-    b.onLoad({ filter: /[\\/]node_modules[\\/](pino|sonic-boom)[\\/].*\.js$/ }, (args) => {
-      const rel = relative(root, args.path).split(sep).join('/');
-      const entry = LAZY_REQUIRES.find((e) => e.file === rel);
-      if (!entry) return undefined;
-      let text = readFileSync(args.path, 'utf8');
-      for (const [from, to] of entry.edits) {
-        if (text.split(from).length !== 2) throw new Error(`scripts/build.mjs: "${from}" is not found exactly once in ${rel}; update LAZY_REQUIRES for this version`);
-        text = text.replace(from, to);
-      }
-      seen.add(rel);
-      return { contents: text, loader: 'js' };
-    });
-    b.onEnd(() => {
-      const missed = LAZY_REQUIRES.filter((e) => !seen.has(e.file)).map((e) => e.file);
-      if (missed.length > 0) throw new Error(`scripts/build.mjs: not in the bundle any more: ${missed.join(', ')}; update LAZY_REQUIRES`);
-    });
-  },
-};
+  // pino loads its transport machinery (thread-stream, node:worker_threads, node:assert) when it
+  // is imported, though the proxy never starts a transport (log.ts logs to stderr synchronously,
+  // or through pino-pretty in-process). Those built-ins and their helpers are ~1 MiB of the idle
+  // proxy's RSS (issue 5; bench/tools/idle-rss.sh: 60.8 -> 59.8 MiB). These rewrites make each of
+  // those require() calls happen when first used, which in the proxy is never; the code is still
+  // in the bundle and still works if something does use it. A rewrite whose text is not found
+  // fails the build: a pino or sonic-boom upgrade must be looked at, not silently lose the trim.
+  const LAZY_REQUIRES = [
+    {
+      file: 'node_modules/pino/lib/tools.js',
+      edits: [
+        ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
+        ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
+      ],
+    },
+    {
+      file: 'node_modules/pino/lib/transport.js',
+      edits: [
+        ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
+      ],
+    },
+    {
+      file: 'node_modules/sonic-boom/index.js',
+      edits: [["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"]],
+    },
+  ];
+  const lazyRequires = {
+    name: 'lazy-requires',
+    setup(b) {
+      const seen = new Set();
+      b.onLoad({ filter: /[\\/]node_modules[\\/](pino|sonic-boom)[\\/].*\.js$/ }, (args) => {
+        const rel = relative(root, args.path).split(sep).join('/');
+        if (rel.startsWith('..')) throw new Error(`scripts/build.mjs: ${args.path} resolved outside this checkout`);
+        const entry = LAZY_REQUIRES.find((e) => e.file === rel);
+        if (!entry) return undefined;
+        let text = readFileSync(args.path, 'utf8');
+        for (const [from, to] of entry.edits) {
+          if (text.split(from).length !== 2) throw new Error(`scripts/build.mjs: "${from}" is not found exactly once in ${rel}; update LAZY_REQUIRES for this version`);
+          text = text.replace(from, to);
+        }
+        seen.add(rel);
+        return { contents: text, loader: 'js' };
+      });
+      b.onEnd(() => {
+        const missed = LAZY_REQUIRES.filter((e) => !seen.has(e.file)).map((e) => e.file);
+        if (missed.length > 0) throw new Error(`scripts/build.mjs: not in the bundle any more: ${missed.join(', ')}; update LAZY_REQUIRES`);
+      });
+    },
+  };
 
-const entries = ['cli', 'admin/request-log-worker'];
-await build({
-  absWorkingDir: root,
-  entryPoints: entries.map((f) => join(tscOut, `${f}.js`)),
-  outdir: out,
-  outbase: tscOut,
-  bundle: true,
-  splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
-  packages: 'bundle',
-  format: 'esm',
-  platform: 'node',
-  target: 'node24',
-  sourcemap: true,
-  minifyWhitespace: true,
-  // native addons; pino-pretty (required on demand); what src/ reads with createRequire
-  external: ['better-sqlite3', 'bcrypt', 'pino-pretty', 'undici', 'prom-client', '@peculiar/x509', 'reflect-metadata'],
-  // CommonJS dependencies inside an ES module bundle call require() for Node's built-ins
-  banner: { js: "import { createRequire as __mtlsCreateRequire } from 'node:module'; const require = __mtlsCreateRequire(import.meta.url);" },
-  logLevel: 'warning',
-  plugins: [lazyRequires],
-});
-cpSync(join(root, 'src/admin/dashboard'), join(out, 'admin/dashboard'), { recursive: true });
-rmSync(tscOut, { recursive: true, force: true });
+  const entries = ['cli', 'admin/request-log-worker'];
+  await build({
+    absWorkingDir: root,
+    entryPoints: entries.map((f) => join(tscOut, `${f}.js`)),
+    outdir: out,
+    outbase: tscOut,
+    bundle: true,
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    packages: 'bundle',
+    format: 'esm',
+    platform: 'node',
+    target: 'node24',
+    sourcemap: true,
+    minifyWhitespace: true,
+    // native addons; pino-pretty (required on demand); what src/ reads with createRequire
+    external: ['better-sqlite3', 'bcrypt', 'pino-pretty', 'undici', 'prom-client', '@peculiar/x509', 'reflect-metadata'],
+    // CommonJS dependencies inside an ES module bundle call require() for Node's built-ins
+    banner: { js: "import { createRequire as __mtlsCreateRequire } from 'node:module'; const require = __mtlsCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+    plugins: [lazyRequires],
+  });
+  cpSync(join(root, 'src/admin/dashboard'), join(out, 'admin/dashboard'), { recursive: true });
+} finally {
+  rmSync(tscOut, { recursive: true, force: true });
+}
