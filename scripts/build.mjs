@@ -1,8 +1,8 @@
-// `npm run build`: tsc compiles src/ to dist/.tsc/, then esbuild bundles that into dist/, with
-// the dashboard's static files copied beside it. A bundled proxy loads a couple of dozen files
-// instead of ~115 modules of its own and of its dependencies: resolving and linking that many
-// ES modules at startup warmed V8's optimizing compilers into several MiB of extra resident
-// code before the first request (issue 5, idle RSS; bench/tools/idle-rss.sh).
+// `npm run build`: tsc compiles src/ into a temporary .tsc-* folder, then esbuild bundles that
+// into dist/, with the dashboard's static files copied beside it. A bundled proxy loads a couple
+// of dozen files instead of ~115 modules of its own and of its dependencies: resolving and
+// linking that many ES modules at startup warmed V8's optimizing compilers into several MiB of
+// extra resident code before the first request (issue 5, idle RSS; bench/tools/idle-rss.sh).
 //
 // Two entry points, one per thread that starts from a file: dist/cli.js (bin/ and every cluster
 // worker) and dist/admin/request-log-worker.js (the request-log reader thread, its own isolate).
