@@ -29,59 +29,60 @@ const out = outAt > 0 && process.argv[outAt + 1] ? resolve(process.argv[outAt + 
 // that happens to sit above a temporary --out folder.
 const tscOut = mkdtempSync(join(root, '.tsc-'));
 
+// pino loads its transport machinery (thread-stream, node:worker_threads, node:assert) when it
+// is imported, though the proxy never starts a transport (log.ts writes stderr through its own
+// sonic-boom, or through pino-pretty in-process). Those built-ins and their helpers are ~1 MiB
+// of the idle proxy's RSS (issue 5; bench/tools/idle-rss.sh: 60.8 -> 59.7 MiB with the minified
+// whitespace). These rewrites make each of those require() calls happen when first used, which
+// in the proxy is never; the code is still in the bundle and still works if something does use
+// it. A rewrite whose text is not found fails the build: a pino or sonic-boom upgrade must be
+// looked at, not silently lose the trim.
+const LAZY_REQUIRES = [
+  {
+    file: 'node_modules/pino/lib/tools.js',
+    edits: [
+      ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
+      ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
+    ],
+  },
+  {
+    file: 'node_modules/pino/lib/transport.js',
+    edits: [
+      ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
+    ],
+  },
+  {
+    file: 'node_modules/sonic-boom/index.js',
+    edits: [["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"]],
+  },
+];
+const lazyRequires = {
+  name: 'lazy-requires',
+  setup(b) {
+    const seen = new Set();
+    b.onLoad({ filter: /[\\/]node_modules[\\/](pino|sonic-boom)[\\/].*\.js$/ }, (args) => {
+      const rel = relative(root, args.path).split(sep).join('/');
+      if (rel.startsWith('..')) throw new Error(`scripts/build.mjs: ${args.path} resolved outside this checkout`);
+      const entry = LAZY_REQUIRES.find((e) => e.file === rel);
+      if (!entry) return undefined;
+      let text = readFileSync(args.path, 'utf8');
+      for (const [from, to] of entry.edits) {
+        if (text.split(from).length !== 2) throw new Error(`scripts/build.mjs: "${from}" is not found exactly once in ${rel}; update LAZY_REQUIRES for this version`);
+        text = text.replace(from, to);
+      }
+      seen.add(rel);
+      return { contents: text, loader: 'js' };
+    });
+    b.onEnd(() => {
+      const missed = LAZY_REQUIRES.filter((e) => !seen.has(e.file)).map((e) => e.file);
+      if (missed.length > 0) throw new Error(`scripts/build.mjs: not in the bundle any more: ${missed.join(', ')}; update LAZY_REQUIRES`);
+    });
+  },
+};
+
 rmSync(out, { recursive: true, force: true });
 try {
   execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--outDir', tscOut], { cwd: root, stdio: 'inherit' });
-
-  // pino loads its transport machinery (thread-stream, node:worker_threads, node:assert) when it
-  // is imported, though the proxy never starts a transport (log.ts logs to stderr synchronously,
-  // or through pino-pretty in-process). Those built-ins and their helpers are ~1 MiB of the idle
-  // proxy's RSS (issue 5; bench/tools/idle-rss.sh: 60.8 -> 59.8 MiB). These rewrites make each of
-  // those require() calls happen when first used, which in the proxy is never; the code is still
-  // in the bundle and still works if something does use it. A rewrite whose text is not found
-  // fails the build: a pino or sonic-boom upgrade must be looked at, not silently lose the trim.
-  const LAZY_REQUIRES = [
-    {
-      file: 'node_modules/pino/lib/tools.js',
-      edits: [
-        ["const { isMainThread } = require('worker_threads')", "const isMainThread = () => require('worker_threads').isMainThread"],
-        ['if (!opts.sync && isMainThread) {', 'if (!opts.sync && isMainThread()) {'],
-      ],
-    },
-    {
-      file: 'node_modules/pino/lib/transport.js',
-      edits: [
-        ["const ThreadStream = require('thread-stream')", "const ThreadStream = function (opts) { return new (require('thread-stream'))(opts) }"],
-      ],
-    },
-    {
-      file: 'node_modules/sonic-boom/index.js',
-      edits: [["const assert = require('assert')", "const assert = (...args) => require('assert')(...args)"]],
-    },
-  ];
-  const lazyRequires = {
-    name: 'lazy-requires',
-    setup(b) {
-      const seen = new Set();
-      b.onLoad({ filter: /[\\/]node_modules[\\/](pino|sonic-boom)[\\/].*\.js$/ }, (args) => {
-        const rel = relative(root, args.path).split(sep).join('/');
-        if (rel.startsWith('..')) throw new Error(`scripts/build.mjs: ${args.path} resolved outside this checkout`);
-        const entry = LAZY_REQUIRES.find((e) => e.file === rel);
-        if (!entry) return undefined;
-        let text = readFileSync(args.path, 'utf8');
-        for (const [from, to] of entry.edits) {
-          if (text.split(from).length !== 2) throw new Error(`scripts/build.mjs: "${from}" is not found exactly once in ${rel}; update LAZY_REQUIRES for this version`);
-          text = text.replace(from, to);
-        }
-        seen.add(rel);
-        return { contents: text, loader: 'js' };
-      });
-      b.onEnd(() => {
-        const missed = LAZY_REQUIRES.filter((e) => !seen.has(e.file)).map((e) => e.file);
-        if (missed.length > 0) throw new Error(`scripts/build.mjs: not in the bundle any more: ${missed.join(', ')}; update LAZY_REQUIRES`);
-      });
-    },
-  };
 
   const entries = ['cli', 'admin/request-log-worker'];
   await build({
