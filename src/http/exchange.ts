@@ -5,6 +5,7 @@
 // connection. Bodies move as the views the parsers hand out; nothing is collected.
 import type { TLSSocket } from 'node:tls';
 import { ProxyError } from '../errors.ts';
+import { isSharedReadView } from '../net/client-reads.ts';
 import type { Endpoint } from '../pool/balancer.ts';
 import type { Lease, UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
@@ -66,6 +67,14 @@ const ONE_WRITE_MAX = 16 * 1024;
  * every chunk and serialise read and write; this bound keeps both busy and memory fixed.
  */
 export const BODY_BUFFER_LIMIT = 1024 * 1024;
+
+/** Replace views of the client's shared read buffer with copies, in place. */
+function detach(views: Buffer[]): void {
+  for (let i = 0; i < views.length; i++) {
+    const v = views[i]!;
+    if (isSharedReadView(v)) views[i] = Buffer.copyBytesFrom(v);
+  }
+}
 
 export class Exchange {
   readonly init: ExchangeInit;
@@ -150,6 +159,16 @@ export class Exchange {
     this.bytesIn += view.length;
   }
 
+  /**
+   * The client read these views came from is over, and its shared buffer (client-reads.ts)
+   * takes the next: body views not written yet (no connection yet) or kept for a replay
+   * become copies.
+   */
+  detachViews(): void {
+    detach(this.#pending);
+    if (this.#held !== null) detach(this.#held);
+  }
+
   /** The request message is complete (llhttp on_message_complete). */
   markRequestComplete(): void {
     this.#requestComplete = true;
@@ -203,11 +222,12 @@ export class Exchange {
       // the head alone (no body, or none parsed yet): one write, nothing for cork to gather
       // (corking costs a buffered-write list and a writev per request)
       up.write(this.init.upstreamHead);
-      this.#writePending(up);
+      this.#writePending(up, false);
     } else {
+      const behind = up.writableLength > 0;
       up.cork();
       up.write(this.init.upstreamHead);
-      this.#writePending(up);
+      this.#writePending(up, behind);
       up.uncork();
     }
     this.#lastActivity = performance.now();
@@ -219,18 +239,27 @@ export class Exchange {
     if (this.#lease === null) return;
     const up = this.#lease.conn.socket!;
     if (this.#pendingBytes === 0 && !this.#requestComplete) return;
+    const behind = up.writableLength > 0;
     up.cork();
-    this.#writePending(up);
+    this.#writePending(up, behind);
     up.uncork();
   }
 
-  #writePending(up: TLSSocket): void {
+  /**
+   * `behind`: the upstream socket has a write in flight, so these writes wait in its queue
+   * instead of going into TLS at uncork(); views of the client's shared read buffer are then
+   * copied (into reused slabs, copy-slabs.ts), as response bytes are (onUpstreamChunk).
+   */
+  #writePending(up: TLSSocket, behind: boolean): void {
     const pending = this.#pending;
     const n = this.#pendingBytes;
     if (n > 0) {
       let ok = true;
       if (this.init.chunked) up.write(n.toString(16) + CRLF, 'latin1');
-      for (let i = 0; i < pending.length; i++) ok = up.write(pending[i]!);
+      for (let i = 0; i < pending.length; i++) {
+        const view = pending[i]!;
+        ok = behind && isSharedReadView(view) ? writeCopy(up, view) : up.write(view);
+      }
       if (this.init.chunked) ok = up.write(CRLF, 'latin1');
       pending.length = 0;
       this.#pendingBytes = 0;
