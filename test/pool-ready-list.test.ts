@@ -73,3 +73,20 @@ test('closing the pool closes the connections on its ready list', async (t) => {
   assert.equal(pool.stats().size, 0);
   assert.equal(pool.tryAcquire(), null);
 });
+
+test('a connection released while paused (its client was behind) reads again: the next response comes in', async (t) => {
+  // An exchange pauses its upstream socket while the client is behind and can end paused (the
+  // TLS layer delivers a read's remaining records after the pause). Released like that, the next
+  // request on the connection was written but its response never read: a 504 after
+  // timeouts.response_header.
+  const { up, proxy, agent } = await proxyFixture(t, { upstream: { timeouts: { response_header: '1s' } } });
+  assert.equal((await request(proxy.port, agent, 'GET', '/one')).status, 200);
+  const pool = [...proxy.server.clusters.get('backend')!.pools()][0]!;
+  const conn = pool.tryAcquire()!;
+  conn.socket!.pause(); // as Exchange.#forwardBody does when the client is behind
+  pool.release(conn);
+  assert.equal(conn.socket!.isPaused(), false);
+  const r = await request(proxy.port, agent, 'GET', '/two');
+  assert.equal(r.status, 200, r.body.toString());
+  assert.equal(up.connections, 1, 'the same connection carried it');
+});

@@ -102,6 +102,13 @@ export class UpstreamConnection {
   unbind(): void {
     this.#owner = null;
     if (this.parser) this.parser.handler = IDLE_HANDLER;
+    // An exchange pauses the socket while its client is behind (Exchange.#clientFull), and may
+    // end paused: Node's TLS layer hands out every record it decrypted from one socket read,
+    // pause or not, so a response's last bytes can come after the pause. Idle, the connection
+    // must read (bytes or a FIN then mark it dead), and the next exchange's response must come
+    // in: paused, it was a 504 after timeouts.response_header (3 of 50 bulk downloads).
+    const s = this.socket;
+    if (s !== null && !this.#dead && !s.destroyed && s.isPaused()) s.resume();
   }
 
   destroy(): void {
