@@ -365,6 +365,9 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
       return;
     }
     this.#awaitingResponse = false;
+    // the upstream that could not take more body was this exchange's: an upstream that answered
+    // before it read the whole body (its writes still queued) never reports the drain to us
+    this.#upstreamFull = false;
     this.#setTimer('idle');
     this.#parser.resume();
     const held = this.#held;
