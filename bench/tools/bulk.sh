@@ -33,6 +33,7 @@ T1=$(awk '{print $14+$15}' /proc/$PROXY_PID/stat)
 G1=$(grep -c 'Mark-Compact' "$DIR/proxy.out" || true); S1=$(grep -c 'Scavenge' "$DIR/proxy.out" || true)
 TCK=$(getconf CLK_TCK)
 HWM=$(awk '/^VmHWM/{print $2}' /proc/$PROXY_PID/status)
-echo "$(grep -o "\"mib_per_s\":\[[^]]*\]" "$DIR/lg.out") proxy_cpu_ms_per_256MiB=$(( (T1-T0)*1000/TCK/RUNS )) mark_compacts=$((G1-G0)) scavenges=$((S1-S0)) rss_start_kib=$RSS0 peak_rss_warmup_kib=$HWM0 growth_after_warmup_kib=$((HWM-RSS1))"
+ERRORS=$(grep -o '"errors":[0-9]*' "$DIR/lg.out" | head -1 | cut -d: -f2)
+echo "$(grep -o "\"mib_per_s\":\[[^]]*\]" "$DIR/lg.out") proxy_cpu_ms_per_256MiB=$(( (T1-T0)*1000/TCK/RUNS )) mark_compacts=$((G1-G0)) scavenges=$((S1-S0)) rss_start_kib=$RSS0 peak_rss_warmup_kib=$HWM0 growth_after_warmup_kib=$((HWM-RSS1)) errors=${ERRORS:-?}"
 kill -INT "$PROXY_PID"
 for _ in $(seq 300); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
