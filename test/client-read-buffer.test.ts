@@ -18,19 +18,7 @@ import { clientAgent, rawExchange, request, startProxy } from './support/proxy.t
 import { startUpstream } from './support/upstream.ts';
 import { sharedReadsAvailable } from '../src/net/client-reads.ts';
 import { slabStats } from '../src/http/copy-slabs.ts';
-
-/** Block i: its bytes depend on i, so two different blocks never look alike. */
-function block(i: number, size: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = (i * 2654435761) >>> 0;
-  for (let k = 0; k < size; k++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[k] = x >>> 24;
-  }
-  return b;
-}
-
-const SIZES = [1, 700, 16384, 16385, 40000, 3, 65536, 9000, 16383, 100000];
+import { block, SIZES } from './support/blocks.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

@@ -12,20 +12,7 @@ import type { ServerResponse } from 'node:http';
 import { proxyFixture } from './support/fixture.ts';
 import { UpstreamReads, type UpstreamConnection } from '../src/pool/connection.ts';
 import { slabStats } from '../src/http/copy-slabs.ts';
-
-/** Block i of a response: its bytes depend on i, so two different blocks never look alike. */
-function block(i: number, size: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = (i * 2654435761) >>> 0;
-  for (let k = 0; k < size; k++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[k] = x >>> 24;
-  }
-  return b;
-}
-
-/** Sizes that straddle TLS records and the 16 KiB read buffer, repeating. */
-const SIZES = [1, 700, 16384, 16385, 40000, 3, 65536, 9000, 16383, 100000];
+import { block, SIZES } from './support/blocks.ts';
 
 function send(res: ServerResponse, blocks: number): string {
   const hash = createHash('sha256');
