@@ -3,9 +3,9 @@
 //
 // Why: without it every read of a client socket is a fresh 16 KiB Buffer whose backing store
 // is malloc'd, and freed only after a later scavenge. A 256 MiB upload is 16 384 of them, and
-// with little JS garbage per chunk scavenges are rare, so dead stores pile up between them: the
-// proxy's RSS grew by ~26 MiB over an upload that way (malloc's heap 26.8 MiB against 7.9 with
-// shared reads; bench/tools/bulk.sh upload).
+// with little JS garbage per chunk scavenges are rare, so dead stores pile up between them:
+// 21-24 MiB of ArrayBuffers at an upload's peak, against 1.2 MiB with shared reads, and the
+// proxy's peak RSS ~111 MiB against ~90 (bench/tools/bulk.sh upload, four runs each way).
 //
 // How: tls.Server gives accepted sockets no `onread` (Node passes it only when tls.connect makes
 // the socket: `onread: !socket ? tlsOptions.onread : null` in _tls_wrap.js). We set on the
