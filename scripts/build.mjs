@@ -80,6 +80,35 @@ const lazyRequires = {
   },
 };
 
+// Node's built-ins, imported by src/ as ES modules, through process.getBuiltinModule() instead.
+// An ES import of a built-in makes Node build its ES facade, which reads every export, lazy
+// getters included: `import { readFileSync } from 'node:fs'` loads node:fs/promises (with
+// readline and the REPL history), node:crypto's webcrypto, node:stream's promises. Those are
+// ~2 MiB of the idle proxy's RSS (bench/tools/idle-rss.sh). The module below exports the
+// built-in's plain values only; a getter's name is left out, so importing one fails the build
+// (esbuild: no matching export) rather than silently loading it.
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+const builtinExports = {
+  name: 'builtin-exports',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => {
+      const mod = process.getBuiltinModule(args.path);
+      if (mod === undefined) throw new Error(`scripts/build.mjs: ${args.path} is not a built-in of Node ${process.version}`);
+      const names = Object.keys(mod).filter((k) => {
+        const d = Object.getOwnPropertyDescriptor(mod, k);
+        return d !== undefined && 'value' in d && k !== 'default' && IDENTIFIER.test(k);
+      });
+      const contents = [
+        `const m = process.getBuiltinModule(${JSON.stringify(args.path)});`,
+        'export default m;',
+        ...names.map((k) => `export const ${k} = m.${k};`),
+      ].join('\n');
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 rmSync(out, { recursive: true, force: true });
 try {
   execFileSync(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.json', '--outDir', tscOut], { cwd: root, stdio: 'inherit' });
@@ -104,7 +133,7 @@ try {
     // CommonJS dependencies inside an ES module bundle call require() for Node's built-ins
     banner: { js: "import { createRequire as __mtlsCreateRequire } from 'node:module'; const require = __mtlsCreateRequire(import.meta.url);" },
     logLevel: 'warning',
-    plugins: [lazyRequires],
+    plugins: [lazyRequires, builtinExports],
   });
   cpSync(join(root, 'src/admin/dashboard'), join(out, 'admin/dashboard'), { recursive: true });
 } finally {

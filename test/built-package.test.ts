@@ -96,11 +96,13 @@ test('the built proxy serves, and its request log, dashboard and version work fr
   assert.ok(rows.some((r) => r.path === '/built'), JSON.stringify(rows));
 });
 
-test('the built proxy starts without loading what it does not use: pino transports, worker threads, assert', async (t) => {
+test('the built proxy starts without loading what it does not use: pino transports, worker threads, assert, fs/promises, webcrypto', async (t) => {
   // scripts/build.mjs makes pino's and sonic-boom's require() of thread-stream,
   // node:worker_threads and node:assert lazy (~1 MiB of idle RSS); log.ts writes stderr
   // synchronously, so nothing reads isMainThread. A pino upgrade that moves those requires fails
-  // the build; one that adds another eager one shows up here.
+  // the build; one that adds another eager one shows up here. The bundle also imports Node's
+  // built-ins without their ES facades, whose lazy getters would load node:fs/promises (with
+  // readline) and node:crypto's webcrypto (~0.9 MiB).
   const dir = mkdtempSync(join(tmpdir(), 'mtls-built-modules-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const list = join(dir, 'modules.txt');
@@ -118,7 +120,9 @@ test('the built proxy starts without loading what it does not use: pino transpor
     await new Promise((res) => setTimeout(res, 200));
     const loaded = readFileSync(list, 'utf8').split('\n');
     assert.ok(loaded.includes('NativeModule tls'), 'the list is the proxy\'s');
-    for (const mod of ['worker_threads', 'assert']) assert.ok(!loaded.includes(`NativeModule ${mod}`), `node:${mod} is loaded`);
+    for (const mod of ['worker_threads', 'assert', 'internal/fs/promises', 'internal/readline/interface', 'internal/crypto/webcrypto']) {
+      assert.ok(!loaded.includes(`NativeModule ${mod}`), `${mod} is loaded`);
+    }
     // and the log still reaches stderr, line by line
     assert.match(plain.log(), /^\{"level":30,.*"msg":"listening"/m);
   } finally {
