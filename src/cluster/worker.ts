@@ -110,7 +110,9 @@ export async function runWorker(): Promise<void> {
   const id = cluster.worker?.id ?? 0;
   const config = await receiveConfig();
   const logger = createLogger(config.log).child({ worker: id });
-  const server = new ProxyServer(config, { logger, admin: false, metrics: true, requestLog: false });
+  // Metrics only when the primary serves them ([admin]): without it nothing reads them, and
+  // keeping them costs every request (and prom-client's RSS in every worker).
+  const server = new ProxyServer(config, { logger, admin: false, metrics: config.admin !== null, requestLog: false });
   const records = new RecordSender(logger);
   if (config.requestLog !== null) server.onRequest(records.push);
 
