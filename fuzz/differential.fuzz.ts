@@ -30,6 +30,12 @@ const DELIBERATE: Array<{ id: string; applies: (e: ProxyError, node: NodeRequest
   { id: 'transfer-codings', applies: (e) => e.kind === 'TRANSFER_CODING_NOT_IMPLEMENTED' },
 ];
 
+/** Inputs earlier runs failed on, checked first on every run. */
+const FOUND = [
+  // session 10's CI: an Upgrade request whose body had not arrived yet (Node: a message; ours: open)
+  'GET / HTTP/1.1\r\nContent-Length: 1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+];
+
 let node: NodeRequestParser | null = null;
 after(async () => {
   await node?.close();
@@ -78,6 +84,12 @@ function compare(ours: ParseOutcome, theirs: NodeOutcome): string | null {
       }
       return `Node accepts message ${n + 1} (${describeMessage(b)}), we refuse it: ${ours.end.error.code} ${ours.end.error.message}`;
     }
+    // Node hands an Upgrade connection over after the head; we still wait for the body its
+    // framing announces (Content-Length), as for any request ('upgrade-body')
+    if (ours.end.kind === 'open' && b.switched === 'upgrade') {
+      seenDeliberate.set('upgrade-body', (seenDeliberate.get('upgrade-body') ?? 0) + 1);
+      return null;
+    }
     return `Node parsed message ${n + 1} (${describeMessage(b)}), we did not (${ours.end.kind})`;
   }
   // same messages: both refuse, or both wait for more / end cleanly
@@ -114,6 +126,6 @@ test('differential: our request parser path and Node.js agree, or differ only as
     const diff = compare(ours, theirs);
     assert.equal(diff, null, `${diff}\nbytes: ${showBytes(bytes)}`);
   });
-  await runBudgeted(t, 'differential', property, (text) => showBytes(text), { perInputTimeoutMs: 5000 });
+  await runBudgeted(t, 'differential', property, (text) => showBytes(text), { perInputTimeoutMs: 5000, examples: FOUND });
   t.diagnostic(`documented differences seen: ${[...seenDeliberate].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
 });

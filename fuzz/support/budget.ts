@@ -31,7 +31,7 @@ export async function runBudgeted<T>(
   name: string,
   property: fc.IRawProperty<[T]>,
   describe: (input: T) => string = (i) => fc.stringify(i),
-  opts: { perInputTimeoutMs?: number } = {},
+  opts: { perInputTimeoutMs?: number; examples?: T[] } = {},
 ): Promise<Budgeted> {
   const seconds = fuzzSeconds();
   const seed = process.env.FUZZ_SEED !== undefined && process.env.FUZZ_SEED !== '' ? Number(process.env.FUZZ_SEED) : Date.now() ^ (Math.random() * 0x100000000);
@@ -40,7 +40,10 @@ export async function runBudgeted<T>(
   const plugins = [fc.interruptAfterTimeLimit(seconds * 1000)];
   // a hung input is a failure (no hang is one of the invariants), not a stalled run
   if (opts.perInputTimeoutMs !== undefined) plugins.push(fc.timeout(opts.perInputTimeoutMs));
-  const details = await fc.check(property, { seed, path, numRuns: path !== undefined ? 1 : 1_000_000_000, plugins });
+  // examples: inputs a run once found, checked first on every run (fast-check runs them before
+  // the generated ones)
+  const examples = (opts.examples ?? []).map((e): [T] => [e]);
+  const details = await fc.check(property, { seed, path, numRuns: path !== undefined ? 1 : 1_000_000_000, plugins, examples });
   const elapsed = (performance.now() - started) / 1000;
   const line = `${name}: ${details.numRuns} inputs in ${elapsed.toFixed(1)} s, seed ${details.seed}${details.interrupted ? ' (time budget reached)' : ''}`;
   t.diagnostic(line);

@@ -2,16 +2,12 @@
 // used by `demo`, `pki init` and every test (a fresh CA per run). ECDSA P-256 keeps key
 // generation in the milliseconds.
 import 'reflect-metadata';
-import type { webcrypto } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-// The Web Crypto global: node:crypto's `webcrypto` is a lazy getter, which the bundle's
-// built-in imports leave out (scripts/build.mjs).
-const webCrypto: webcrypto.Crypto = globalThis.crypto;
-
-x509.cryptoProvider.set(webCrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ALG: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 const DAY_MS = 86_400_000;
@@ -46,16 +42,16 @@ export interface IssueOptions {
 }
 
 async function newKeys(): Promise<CryptoKeyPair> {
-  return (await webCrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
 async function keyPem(keys: CryptoKeyPair): Promise<string> {
-  const der = await webCrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
 function serialHex(): string {
-  const bytes = webCrypto.getRandomValues(new Uint8Array(16));
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
   bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
   return Buffer.from(bytes).toString('hex');
 }
