@@ -111,7 +111,11 @@ const builtinImports = {
   setup(b) {
     b.onLoad({ filter: /\.js$/ }, (args) => {
       if (!args.path.startsWith(tscOut + sep)) return undefined;
-      return { contents: builtinConstants(readFileSync(args.path, 'utf8'), relative(tscOut, args.path)), loader: 'js' };
+      const file = relative(tscOut, args.path);
+      const contents = builtinConstants(readFileSync(args.path, 'utf8'), file);
+      // an import of a built-in in a shape the rewrite missed would silently keep the facade
+      if (/^(?:import|export)\b[^;]*\bfrom\s*['"]node:/m.test(contents)) throw new Error(`scripts/build.mjs: an import of a Node built-in in ${file} was not rewritten`);
+      return { contents, loader: 'js' };
     });
   },
 };
