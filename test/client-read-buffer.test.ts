@@ -17,7 +17,7 @@ import { makeTestPki, type TestPki } from './support/pki.ts';
 import { clientAgent, rawExchange, request, startProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
 import { sharedReadsAvailable } from '../src/net/client-reads.ts';
-import { slabStats } from '../src/http/copy-slabs.ts';
+import { writerStats } from '../src/net/socket-writer.ts';
 import { block, SIZES } from './support/blocks.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -81,7 +81,7 @@ for (const framing of ['chunked', 'content-length'] as const) {
       total += b.length;
     }
     const expected = hash.digest('hex');
-    const before = slabStats();
+    const before = writerStats();
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const headers: Record<string, string> = framing === 'chunked' ? { 'transfer-encoding': 'chunked' } : { 'content-length': String(total) };
       const req = https.request({ host: '127.0.0.1', port: proxy.port, method: 'PUT', path: '/upload', servername: 'localhost', agent, headers }, (res) => {
@@ -107,9 +107,9 @@ for (const framing of ['chunked', 'content-length'] as const) {
     const seen = JSON.parse(answer.body) as { sha256: string; length: number };
     assert.equal(seen.length, total);
     assert.equal(seen.sha256, expected);
-    // the origin's pauses backed the proxy's upstream writes up: the chunks queued behind a
-    // write in flight were copies (into reused slabs), not views of the shared buffer
-    const after = slabStats();
+    // the origin's pauses backed the proxy's upstream writes up: the chunks that came behind a
+    // write in flight were copied into the writer's buffer, not kept as views of the shared one
+    const after = writerStats();
     assert.ok(after.copies - before.copies > 100, `only ${after.copies - before.copies} copies: the upstream never fell behind`);
   });
 }

@@ -6,6 +6,7 @@
 import type { TLSSocket } from 'node:tls';
 import { ProxyError } from '../errors.ts';
 import { isSharedReadView, readIntoShared } from '../net/client-reads.ts';
+import { SocketWriter } from '../net/socket-writer.ts';
 import type { ClientIdentity } from '../net/identity.ts';
 import { xfccOf } from '../net/identity.ts';
 import type { ListenerContext, RequestRecord } from './context.ts';
@@ -22,6 +23,8 @@ type TimerKind = 'header' | 'idle' | 'none';
 
 export class DownstreamConnection implements ParserHandler, DownstreamPort {
   readonly socket: TLSSocket;
+  /** Everything the exchanges write to the socket goes through this (src/net/socket-writer.ts). */
+  readonly writer: SocketWriter;
   readonly ctx: ListenerContext;
   readonly #identity: ClientIdentity | null;
   readonly #allowed: boolean;
@@ -62,6 +65,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
 
   constructor(socket: TLSSocket, ctx: ListenerContext, identity: ClientIdentity | null, allowed: boolean) {
     this.socket = socket;
+    this.writer = new SocketWriter(socket, this.#onDrain);
     this.ctx = ctx;
     this.#identity = identity;
     this.#allowed = allowed;
@@ -77,7 +81,6 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
-    socket.on('drain', this.#onDrain);
     // reads land in the listeners' shared buffer (src/net/client-reads.ts): #onRead. Bytes the
     // socket took in before this still come as 'data', as does anything pushed back.
     readIntoShared(socket, this.#onRead);
@@ -223,6 +226,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     if (this.#exchangeTimer !== null) clearTimeout(this.#exchangeTimer);
     this.#abortInFlight();
     this.#parser.destroy();
+    this.writer.drop();
   };
 
   #onDrain = (): void => {
@@ -425,6 +429,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     const requestId = id ?? newRequestId();
     this.#record(ex, err.status, err, requestId);
     this.ctx.logger.debug({ err: err.code, reason: err.message, client: this.#clientAddr }, 'request refused');
+    this.writer.settle();
     this.socket.end(localResponse(err, requestId), 'latin1');
     this.#close();
   }
@@ -435,6 +440,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     this.#updateReading();
     const s = this.socket;
     if (!s.destroyed) {
+      this.writer.settle();
       s.end();
       // a peer that never reads our FIN must not hold the socket forever
       this.#timerKind = 'idle';

@@ -6,11 +6,11 @@
 import type { TLSSocket } from 'node:tls';
 import { ProxyError } from '../errors.ts';
 import { isSharedReadView } from '../net/client-reads.ts';
+import type { SocketWriter } from '../net/socket-writer.ts';
 import type { Endpoint } from '../pool/balancer.ts';
 import type { Lease, UpstreamCluster } from '../pool/upstream-cluster.ts';
 import type { ListenerContext } from './context.ts';
 import { ERR, errorName } from './llhttp.ts';
-import { writeCopy } from './copy-slabs.ts';
 import { headWriter } from './headers.ts';
 import { CLIENT_CLOSED_STATUS } from './local-response.ts';
 import type { ResponseHead } from './response-head.ts';
@@ -18,6 +18,8 @@ import type { ResponseHead } from './response-head.ts';
 /** What the exchange needs from the client connection that owns it. */
 export interface DownstreamPort {
   readonly socket: TLSSocket;
+  /** The socket's writer: every response byte goes through it. */
+  readonly writer: SocketWriter;
   readonly ctx: ListenerContext;
   /** The connection's response head collector, lent to one exchange at a time. */
   readonly responseHead: ResponseHead;
@@ -60,14 +62,6 @@ const LAST_CHUNK = '0\r\n\r\n';
 const RESPONSE_HEAD_MIN = 64 * 1024;
 /** Largest head + body written as one Buffer (#writeHeldHead): one TLS record's plaintext. */
 const ONE_WRITE_MAX = 16 * 1024;
-/**
- * Body bytes that may wait in one socket's write queue before the other side is paused
- * (Envoy's per_connection_buffer_limit_bytes, 1 MiB by default there too). Pausing at every
- * `write() === false` (the 64 KiB high-water mark) would stop reading the source at nearly
- * every chunk and serialise read and write; this bound keeps both busy and memory fixed.
- */
-export const BODY_BUFFER_LIMIT = 1024 * 1024;
-
 /** Replace views of the client's shared read buffer with copies, in place. */
 function detach(views: Buffer[]): void {
   for (let i = 0; i < views.length; i++) {
@@ -80,6 +74,7 @@ export class Exchange {
   readonly init: ExchangeInit;
   readonly #down: DownstreamPort;
   readonly #client: TLSSocket;
+  readonly #out: SocketWriter;
 
   // request side
   #lease: Lease | null = null;
@@ -104,8 +99,6 @@ export class Exchange {
   #extraBytes = false;
   #responseComplete = false;
   #clientFull = false;
-  /** Set per upstream chunk: body views must be copied (see onUpstreamChunk). */
-  #copyBody = false;
   /**
    * Bytes of a Content-Length response body still to come. While > 0 the body bypasses the
    * parser: chunks go to the client as they are (no copy into wasm memory, no callback per
@@ -124,6 +117,7 @@ export class Exchange {
   constructor(down: DownstreamPort, init: ExchangeInit) {
     this.#down = down;
     this.#client = down.socket;
+    this.#out = down.writer;
     this.#head = down.responseHead;
     this.#head.reset();
     this.init = init;
@@ -217,17 +211,17 @@ export class Exchange {
   #attach(lease: Lease): void {
     this.#lease = lease;
     lease.conn.bind(this);
-    const up = lease.conn.socket!;
+    const up = lease.conn.writer!;
     if (this.#pendingBytes === 0 && !this.init.chunked) {
       // the head alone (no body, or none parsed yet): one write, nothing for cork to gather
       // (corking costs a buffered-write list and a writev per request)
-      up.write(this.init.upstreamHead);
-      this.#writePending(up, false);
+      if (this.#requestComplete) up.writeLast(this.init.upstreamHead);
+      else up.write(this.init.upstreamHead);
+      this.#writePending(up);
     } else {
-      const behind = up.writableLength > 0;
       up.cork();
       up.write(this.init.upstreamHead);
-      this.#writePending(up, behind);
+      this.#writePending(up);
       up.uncork();
     }
     this.#lastActivity = performance.now();
@@ -237,41 +231,40 @@ export class Exchange {
   /** After each parsed client chunk: forward what it held. */
   flush(): void {
     if (this.#lease === null) return;
-    const up = this.#lease.conn.socket!;
     if (this.#pendingBytes === 0 && !this.#requestComplete) return;
-    const behind = up.writableLength > 0;
+    const up = this.#lease.conn.writer!;
+    if (!this.init.chunked && this.#pending.length <= 1) {
+      this.#writePending(up); // one view at most: nothing to gather
+      return;
+    }
     up.cork();
-    this.#writePending(up, behind);
+    this.#writePending(up);
     up.uncork();
   }
 
   /**
-   * `behind`: the upstream socket has a write in flight, so these writes wait in its queue
-   * instead of going into TLS at uncork(); views of the client's shared read buffer are then
-   * copied (into reused slabs, copy-slabs.ts), as response bytes are (onUpstreamChunk).
+   * Body views parsed so far, to the upstream. Views of the client's shared read buffer are
+   * taken in by TLS or copied by the writer before it returns (src/net/socket-writer.ts).
    */
-  #writePending(up: TLSSocket, behind: boolean): void {
+  #writePending(up: SocketWriter): void {
     const pending = this.#pending;
     const n = this.#pendingBytes;
     if (n > 0) {
       let ok = true;
-      if (this.init.chunked) up.write(n.toString(16) + CRLF, 'latin1');
-      for (let i = 0; i < pending.length; i++) {
-        const view = pending[i]!;
-        ok = behind && isSharedReadView(view) ? writeCopy(up, view) : up.write(view);
-      }
-      if (this.init.chunked) ok = up.write(CRLF, 'latin1');
+      if (this.init.chunked) up.writeLatin1(n.toString(16) + CRLF);
+      for (let i = 0; i < pending.length; i++) ok = up.write(pending[i]!) && ok;
+      if (this.init.chunked) ok = up.writeLatin1(CRLF) && ok;
       pending.length = 0;
       this.#pendingBytes = 0;
       this.#lastActivity = performance.now();
-      if (!ok && up.writableLength >= BODY_BUFFER_LIMIT) {
+      if (!ok) {
         this.#upstreamFull = true;
         this.#down.pauseForUpstream();
       }
     }
     if (this.#requestComplete && !this.#requestSent) {
       // RFC 9112 §7.1: we frame chunked bodies ourselves; extensions and trailers are dropped.
-      if (this.init.chunked) up.write(LAST_CHUNK, 'latin1');
+      if (this.init.chunked) up.writeLatin1(LAST_CHUNK);
       this.#requestSent = true;
       this.#requestSentAt = performance.now();
     }
@@ -290,28 +283,24 @@ export class Exchange {
     if (this.#done) return;
     this.#lastActivity = performance.now();
     // The chunk is a view of the connection's read buffer (UpstreamReads), overwritten by the
-    // next read. A write that TLS takes in at once (SSL_write encrypts it before write()
-    // returns, corked ones at uncork() below) is done with it; one the client socket queues
-    // behind a write still in flight would not be, so then body bytes are copied (into reused
-    // slabs, see copy-slabs.ts).
-    this.#copyBody = this.#client.writableLength > 0;
+    // next read: the client's writer takes it into TLS or copies it before returning.
     if (this.#bodyRemaining > 0) {
       this.#forwardBody(chunk, 0);
       return;
     }
     this.#responseBytesSeen = true;
     const conn = this.#lease!.conn;
-    const client = this.#client;
-    client.cork();
+    const out = this.#out;
+    out.cork();
     const ret = conn.parser!.execute(chunk);
     if (ret === ERR.PAUSED && this.#bodyRemaining > 0) {
       // the head of a Content-Length response (held in headWriter): the rest of the chunk
       // starts its body
       this.#writeHeldHead(chunk, conn.parser!.stoppedAt);
-      client.uncork();
+      out.uncork();
       return;
     }
-    client.uncork();
+    out.uncork();
     if (ret === ERR.OK) {
       if (this.#clientFull) conn.socket!.pause();
       return;
@@ -342,7 +331,7 @@ export class Exchange {
       w.addBytes(chunk, at, at + remaining);
       this.bytesOut += w.length;
       this.#bodyRemaining = 0;
-      this.#client.write(w.take());
+      this.#out.writeLast(w.take());
       this.#bodyEnded(at + remaining < chunk.length);
       return;
     }
@@ -355,12 +344,11 @@ export class Exchange {
     const remaining = this.#bodyRemaining;
     const available = chunk.length - from;
     const n = available < remaining ? available : remaining;
-    const client = this.#client;
     const view = from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n);
-    const ok = this.#copyBody ? writeCopy(client, view) : client.write(view);
+    const ok = this.#out.write(view);
     this.bytesOut += n;
     this.#bodyRemaining = remaining - n;
-    if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
+    if (!ok) this.#clientFull = true;
     if (this.#bodyRemaining > 0) {
       if (this.#clientFull) this.#lease!.conn.socket!.pause();
       return;
@@ -475,18 +463,17 @@ export class Exchange {
   onBody(data: Buffer, start: number, end: number): number {
     const n = end - start;
     const view = data.subarray(start, end);
-    const client = this.#client;
+    const out = this.#out;
     let ok: boolean;
     if (this.#head.mode === 'chunked') {
-      client.write(n.toString(16) + CRLF, 'latin1');
-      if (this.#copyBody) writeCopy(client, view);
-      else client.write(view);
-      ok = client.write(CRLF, 'latin1');
+      ok = out.writeLatin1(n.toString(16) + CRLF);
+      ok = out.write(view) && ok;
+      ok = out.writeLatin1(CRLF) && ok;
     } else {
-      ok = this.#copyBody ? writeCopy(client, view) : client.write(view);
+      ok = out.write(view);
     }
     this.bytesOut += n;
-    if (!ok && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
+    if (!ok) this.#clientFull = true;
     return 0;
   }
 
@@ -500,8 +487,8 @@ export class Exchange {
 
   #writeClient(s: string | Buffer): void {
     this.bytesOut += s.length;
-    const client = this.#client;
-    if (!client.write(s, 'latin1') && client.writableLength >= BODY_BUFFER_LIMIT) this.#clientFull = true;
+    const ok = typeof s === 'string' ? this.#out.writeLatin1(s) : this.#out.write(s);
+    if (!ok) this.#clientFull = true;
   }
 
   /** The client drained what we wrote: let the upstream send again. */

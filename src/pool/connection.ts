@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { HttpParser, TYPE_RESPONSE, type ParserHandler } from '../http/llhttp.ts';
 import type { ProxyError } from '../errors.ts';
 import type { ReadInto } from './types.ts';
+import { SocketWriter } from '../net/socket-writer.ts';
 
 /**
  * Bytes per upstream read. Node's TLS layer hands out at most 16 KiB of cleartext per read
@@ -58,6 +59,8 @@ export class UpstreamReads implements ReadInto {
 export class UpstreamConnection {
   readonly socket: TLSSocket | null;
   readonly parser: HttpParser | null;
+  /** Everything written to the socket goes through this (src/net/socket-writer.ts). */
+  readonly writer: SocketWriter | null;
   /** Set when connecting failed: the pool hands the failure to the borrower as data. */
   readonly failure: ProxyError | null;
   /** Exchanges completed on this connection; > 0 means a reused keep-alive connection. */
@@ -75,13 +78,13 @@ export class UpstreamConnection {
     this.socket = socket;
     this.failure = failure;
     this.parser = socket ? new HttpParser(TYPE_RESPONSE, IDLE_HANDLER) : null;
+    this.writer = socket ? new SocketWriter(socket, this.#onDrain) : null;
     if (socket) {
       if (reads === null) throw new Error('an upstream socket must be opened with its UpstreamReads');
       if (!reads.attach(this)) this.#dead = true; // spoke before anything was asked
       socket.on('end', this.#onEnd);
       socket.on('error', this.#onError);
       socket.on('close', this.#onClose);
-      socket.on('drain', this.#onDrain);
     }
   }
 
@@ -146,6 +149,7 @@ export class UpstreamConnection {
     this.#dead = true;
     // freed here, not in destroy(): destroy() may run inside a parser callback
     this.parser?.destroy();
+    this.writer?.drop();
     const owner = this.#owner;
     if (owner) {
       this.#owner = null;
