@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/pki/dev-pki.ts';
-import { haproxy as haproxyPeer, haproxyPems, nginx as nginxPeer, type NativePeer } from './peers/native.ts';
+import { haproxy as haproxyPeer, haproxyPems, haproxyTcpRelay, nginx as nginxPeer, type NativePeer } from './peers/native.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = join(ROOT, 'bench');
@@ -69,7 +69,7 @@ if (opts.help) {
   process.stdout.write(`npm run bench [-- options]
   --with-native        install wrk, HAProxy, nginx, gcc and libssl-dev with apt-get when missing
   --workers N          also run mtls-proxy with [server] workers = N (env BENCH_WORKERS)
-  --targets a,b        only these targets (direct is always kept): ${['mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx'].join(', ')}
+  --targets a,b        only these targets (direct is always kept): ${['mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx', 'tcp-relay'].join(', ')}
   --scenarios a,b      only these scenarios: small-1, small-50, close, download, upload
   --loadgen wrk|node   small-request load generator (default wrk when usable; env BENCH_LOADGEN)
 env: BENCH_SECONDS (default 8) per small-request scenario after 1 s of warm-up; 1 connection
@@ -422,7 +422,12 @@ type TargetName = string;
 type ScenarioName = 'small-1' | 'small-50' | 'close' | 'download' | 'upload';
 const ALL_SCENARIOS: ScenarioName[] = ['small-1', 'small-50', 'close', 'download', 'upload'];
 /** The main table's columns, in order; `mtls-proxy-wN` (--workers) is reported on its own. */
-const PEERS = ['direct', 'mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx'] as const;
+const PEERS = ['direct', 'mtls-proxy', 'node-proxy', 'reply-from', 'haproxy', 'nginx', 'tcp-relay'] as const;
+/**
+ * HAProxy in `mode tcp` on the proxy's core, TLS end to end: the bulk transfers' reference (see
+ * haproxyTcpRelay in peers/native.ts). A column of the main table, no ratio against it.
+ */
+const RELAY = 'tcp-relay';
 const WORKER_SCENARIOS: ScenarioName[] = ['small-50', 'close'];
 /** mtls-proxy with metrics and the request log on (issue 3: what observability costs); reported on its own. */
 const OBS = 'mtls-proxy-obs';
@@ -558,6 +563,12 @@ function targetsToRun(): Target[] {
       skip: has('nginx') ? null : 'nginx not installed (npm run bench -- --with-native installs it)',
       scenarios: all,
       start: (dir, o) => startNative('nginx', nginxPeer, dir, o),
+    },
+    {
+      name: RELAY,
+      skip: has('haproxy') ? null : 'haproxy not installed (npm run bench -- --with-native installs it)',
+      scenarios: ['download', 'upload'],
+      start: (dir, o) => startNative(RELAY, haproxyTcpRelay, dir, o),
     },
   );
   const only = opts.targets?.split(',').map((s) => s.trim());
@@ -1127,8 +1138,15 @@ function checks(results: Results): Check[] {
     const p = have(peer) ? paired(results, s, 'mtls-proxy', peer, (x, y) => metric(x) / metric(y)) : { value: null, rounds: [] };
     out.push({ name: `${name} (median of ${p.rounds.length} round(s))`, value: fmt(p.value), target: `>= ${min}`, pass: p.value === null ? null : p.value >= min, detail: `per round: ${p.rounds.join(', ') || '–'}${extra}` });
   };
-  pairedCheck('256 MiB download: mtls-proxy / direct MiB/s', 'download', 'direct', 0.95);
-  pairedCheck('256 MiB upload: mtls-proxy / direct MiB/s', 'upload', 'direct', 0.95);
+  // the reference: what a relay that does no TLS work reads against direct in the same rounds
+  const relayNote = (s: ScenarioName): string => {
+    if (!have(RELAY)) return '';
+    const mibs = (r: ScenarioResult): number => r.loadgen.best_mib_per_s ?? NaN;
+    const p = paired(results, s, RELAY, 'direct', (x, y) => mibs(x) / mibs(y));
+    return `; a TCP relay on the proxy's core (HAProxy mode tcp, no TLS work, TLS end to end), same rounds: ${fmt(p.value)} of direct (${p.rounds.join(', ') || '–'})`;
+  };
+  pairedCheck('256 MiB download: mtls-proxy / direct MiB/s', 'download', 'direct', 0.95, relayNote('download'));
+  pairedCheck('256 MiB upload: mtls-proxy / direct MiB/s', 'upload', 'direct', 0.95, relayNote('upload'));
   const g = mib(growth(results, 'mtls-proxy'));
   out.push({ name: 'mtls-proxy RSS growth while streaming 256 MiB (MiB)', value: fmt(g), target: '<= 16', pass: g === null ? null : g <= 16 });
   const idle = mib(results['mtls-proxy']?.idle_rss);

@@ -62,6 +62,34 @@ backend origin
   return { command: 'haproxy', args: ['-db', '-f', path] };
 }
 
+/**
+ * HAProxy as a TCP relay (`mode tcp`): bytes through, no TLS work. The client's TLS session
+ * runs end to end with the origin, which checks the client's certificate itself. Not a peer:
+ * the reference for the 256 MiB transfers, the least any proxy on its own core costs there
+ * (the bytes still cross from one core to the other and back, which a direct transfer on one
+ * core never does).
+ */
+export function haproxyTcpRelay(dir: string, port: number, originPort: number): NativePeer {
+  const cfg = `# written by bench/run.ts: the TCP relay reference for the bulk transfers
+global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client ${IDLE_S}s
+  timeout server ${IDLE_S}s
+
+listen relay
+  bind 127.0.0.1:${port}
+  server origin 127.0.0.1:${originPort}
+`;
+  const path = join(dir, 'haproxy-tcp-relay.cfg');
+  writeFileSync(path, cfg);
+  return { command: 'haproxy', args: ['-db', '-f', path] };
+}
+
 /** Writes the combined cert+key PEMs HAProxy reads (`crt`). */
 export function haproxyPems(dir: string, files: Record<string, string>): void {
   // createDevPki()'s PEMs do not end with a newline
