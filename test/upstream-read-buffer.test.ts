@@ -95,3 +95,42 @@ test('bytes an upstream sends before its connection is set up mark the connectio
   const quiet = new UpstreamReads();
   assert.equal(quiet.attach({} as UpstreamConnection), true);
 });
+
+test('Connection: close to a client that is behind: the bytes still held back at the end go out before the FIN', { timeout: 60_000 }, async (t) => {
+  // The response ends (and the proxy closes the connection, as asked) while the client's
+  // writer still holds its last bytes behind a write in flight: they must be handed to the
+  // socket before its end(), or the client sees a cut body.
+  const { up, proxy, agent } = await proxyFixture(t);
+  const BLOCKS = 300; // ~8 MiB
+  let total = 0;
+  for (let i = 0; i < BLOCKS; i++) total += SIZES[i % SIZES.length]!;
+  let expected = '';
+  up.handlers.set('/close', (_req, res) => {
+    res.writeHead(200, { 'content-length': total });
+    expected = send(res, BLOCKS);
+  });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const { received, sha256 } = await new Promise<{ received: number; sha256: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', path: '/close', agent, headers: { connection: 'close' } }, (res) => {
+        const hash = createHash('sha256');
+        let n = 0;
+        let reads = 0;
+        res.on('data', (d: Buffer) => {
+          hash.update(d);
+          n += d.length;
+          if (++reads % 40 === 0) {
+            res.pause();
+            setTimeout(() => res.resume(), 30);
+          }
+        });
+        res.on('end', () => resolve({ received: n, sha256: hash.digest('hex') }));
+        res.on('error', reject);
+        res.on('aborted', () => reject(new Error(`aborted after ${n} of ${total} bytes`)));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(received, total);
+    assert.equal(sha256, expected);
+  }
+});
