@@ -36,6 +36,31 @@ function send(res: ServerResponse, blocks: number): string {
   return hash.digest('hex');
 }
 
+/** GET `path` through the proxy, stalling 30 ms every 40th read: the body's length, sha256 and framing. */
+function fetchSlowly(port: number, agent: https.Agent, path: string, headers: Record<string, string> = {}): Promise<{ received: number; sha256: string; framingSeen: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, servername: 'localhost', path, agent, headers }, (res) => {
+      const hash = createHash('sha256');
+      let n = 0;
+      let reads = 0;
+      res.on('data', (d: Buffer) => {
+        hash.update(d);
+        n += d.length;
+        // the proxy's client socket backs up meanwhile
+        if (++reads % 40 === 0) {
+          res.pause();
+          setTimeout(() => res.resume(), 30);
+        }
+      });
+      res.on('end', () => resolve({ received: n, sha256: hash.digest('hex'), framingSeen: String(res.headers['transfer-encoding'] ?? 'length') }));
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error(`aborted after ${n} bytes`)));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 for (const framing of ['chunked', 'content-length'] as const) {
   test(`${framing} response to a client that pauses now and then: every byte intact`, async (t) => {
     const { up, proxy, agent } = await proxyFixture(t);
@@ -49,26 +74,7 @@ for (const framing of ['chunked', 'content-length'] as const) {
       expected = send(res, BLOCKS);
     });
     const before = writerStats();
-    const { received, sha256, framingSeen } = await new Promise<{ received: number; sha256: string; framingSeen: string }>((resolve, reject) => {
-      const req = https.request({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', path: '/stream', agent }, (res) => {
-        const hash = createHash('sha256');
-        let n = 0;
-        let reads = 0;
-        res.on('data', (d: Buffer) => {
-          hash.update(d);
-          n += d.length;
-          // stall every 40th read for a moment: the proxy's client socket backs up meanwhile
-          if (++reads % 40 === 0) {
-            res.pause();
-            setTimeout(() => res.resume(), 30);
-          }
-        });
-        res.on('end', () => { resolve({ received: n, sha256: hash.digest('hex'), framingSeen: String(res.headers['transfer-encoding'] ?? 'length') }); });
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const { received, sha256, framingSeen } = await fetchSlowly(proxy.port, agent, '/stream');
     assert.equal(framingSeen, framing === 'chunked' ? 'chunked' : 'length');
     assert.equal(received, total);
     assert.equal(sha256, expected);
@@ -110,26 +116,7 @@ test('Connection: close to a client that is behind: the bytes still held back at
     expected = send(res, BLOCKS);
   });
   for (let attempt = 0; attempt < 3; attempt++) {
-    const { received, sha256 } = await new Promise<{ received: number; sha256: string }>((resolve, reject) => {
-      const req = https.request({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', path: '/close', agent, headers: { connection: 'close' } }, (res) => {
-        const hash = createHash('sha256');
-        let n = 0;
-        let reads = 0;
-        res.on('data', (d: Buffer) => {
-          hash.update(d);
-          n += d.length;
-          if (++reads % 40 === 0) {
-            res.pause();
-            setTimeout(() => res.resume(), 30);
-          }
-        });
-        res.on('end', () => resolve({ received: n, sha256: hash.digest('hex') }));
-        res.on('error', reject);
-        res.on('aborted', () => reject(new Error(`aborted after ${n} of ${total} bytes`)));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    const { received, sha256 } = await fetchSlowly(proxy.port, agent, '/close', { connection: 'close' });
     assert.equal(received, total);
     assert.equal(sha256, expected);
   }
