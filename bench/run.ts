@@ -38,6 +38,12 @@ const OBS_SECONDS = Number(process.env.BENCH_OBS_SECONDS ?? '3');
 // machines the alternating rounds above still spread from 0.66 to 1.24 within a minute; this
 // is what the observability target is checked on (bench/tools/ab.sh is the same design).
 const OBS_SIDE_ROUNDS = Number(process.env.BENCH_OBS_SIDE_ROUNDS ?? '6');
+// The same design for the 1-connection latency check: mtls-proxy and HAProxy side by side on
+// the proxy core, one connection each. Run alone, the p50s of the two (rounds a minute apart)
+// moved by 20-40 µs with the VM's state (the proxy core sleeps between requests, and every
+// wake-up is a halt and an interrupt on this VM); side by side both see the same state. The
+// check's verdict stays on the rounds above; these are printed with it.
+const LAT_SIDE_ROUNDS = Number(process.env.BENCH_LAT_SIDE_ROUNDS ?? '4');
 // Rounds for 1 connection and Connection: close (BENCH_ROUNDS, SECONDS split between them) and
 // for the bulk scenarios (BENCH_BULK_RUNS, one timed transfer per round): the verdicts that
 // swung between runs of the same code (close 0.91x -> 1.17x HAProxy, upload 0.55 -> 0.79 of
@@ -75,7 +81,8 @@ if (opts.help) {
 env: BENCH_SECONDS (default 8) per small-request scenario after 1 s of warm-up; 1 connection
      and Connection: close split it into BENCH_ROUNDS (default 3) rounds, each with its warm-up,
      BENCH_BULK_RUNS (default 2) rounds of one timed 256 MiB transfer per bulk scenario (a
-     warm-up transfer before the first); a round runs every target once, the median is reported
+     warm-up transfer before the first); a round runs every target once, the median is reported;
+     BENCH_LAT_SIDE_ROUNDS (default 4) rounds of mtls-proxy and HAProxy side by side at 1 connection
 `);
   process.exit(0);
 }
@@ -643,6 +650,18 @@ interface TargetResult {
   obs_rounds?: Array<{ rps: number | null; per_proxy_cpu_s: number | null }>;
   /** mtls-proxy-obs only: side-by-side rounds with mtls-proxy (BENCH_OBS_SIDE_ROUNDS). */
   obs_side?: SideRound[];
+  /** haproxy only: 1-connection side-by-side rounds with mtls-proxy (BENCH_LAT_SIDE_ROUNDS). */
+  lat_side?: LatRound[];
+}
+
+/** One 1-connection side-by-side round of mtls-proxy and HAProxy. */
+interface LatRound {
+  mtls_p50_us: number;
+  haproxy_p50_us: number;
+  mtls_rps: number;
+  haproxy_rps: number;
+  mtls_cpu_us: number | null;
+  haproxy_cpu_us: number | null;
 }
 
 /** One side-by-side round: both proxies on the proxy core at once, each with its own wrk. */
@@ -706,17 +725,18 @@ async function wrk(dir: string, shim: string, port: number, conns: number, close
   };
 }
 
-/** Both proxies under wrk at once (half the connections each), after a second of warm-up. */
-async function sideBySide(dir: string, shim: string | null, plain: Live, obs: Live, origin: Proc): Promise<SideRound> {
+/**
+ * Two proxies under wrk at once, `conns` connections each, after a second of warm-up: each
+ * one's wrk summary and proxy CPU µs per request (from /proc over the same seconds).
+ */
+async function sideBySide(dir: string, shim: string | null, x: Live, y: Live, origin: Proc, conns: number): Promise<Array<{ lg: LoadgenOutput; cpuUs: number | null }>> {
   if (!shim) throw new Error('side-by-side rounds need wrk');
-  const conns = CONNS >> 1;
-  await Promise.all([wrk(dir, shim, plain.port, conns, false, WARMUP_SECONDS, 'wrk-a.json'), wrk(dir, shim, obs.port, conns, false, WARMUP_SECONDS, 'wrk-b.json')]);
-  const b = [sample(origin, plain.proxy, []), sample(origin, obs.proxy, [])];
-  const [a, o] = await Promise.all([wrk(dir, shim, plain.port, conns, false, OBS_SIDE_SECONDS, 'wrk-a.json'), wrk(dir, shim, obs.port, conns, false, OBS_SIDE_SECONDS, 'wrk-b.json')]);
-  const e = [sample(origin, plain.proxy, []), sample(origin, obs.proxy, [])];
-  const usPer = (i: number, lg: LoadgenOutput): number | null => (lg.requests ? round1(((e[i]!.proxy - b[i]!.proxy) * 1e6) / lg.requests) : null);
-  if (!a.rps || !o.rps) throw new Error('a side-by-side round served no requests');
-  return { plain_rps: a.rps, obs_rps: o.rps, plain_cpu_us: usPer(0, a), obs_cpu_us: usPer(1, o) };
+  await Promise.all([wrk(dir, shim, x.port, conns, false, WARMUP_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, false, WARMUP_SECONDS, 'wrk-b.json')]);
+  const b = [sample(origin, x.proxy, []), sample(origin, y.proxy, [])];
+  const lgs = await Promise.all([wrk(dir, shim, x.port, conns, false, OBS_SIDE_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, false, OBS_SIDE_SECONDS, 'wrk-b.json')]);
+  const e = [sample(origin, x.proxy, []), sample(origin, y.proxy, [])];
+  if (!lgs[0]!.rps || !lgs[1]!.rps) throw new Error('a side-by-side round served no requests');
+  return lgs.map((lg, i) => ({ lg, cpuUs: lg.requests ? round1(((e[i]!.proxy - b[i]!.proxy) * 1e6) / lg.requests) : null }));
 }
 
 function nodeLoadgenArgs(dir: string, port: number, scenario: ScenarioName, seconds: number, round: number): string[] {
@@ -924,9 +944,26 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
     for (let round = 0; round < OBS_SIDE_ROUNDS && plainLive?.proxy && obsLive?.proxy && isRunning(plainLive.proxy) && isRunning(obsLive.proxy); round++) {
       process.stderr.write(`  small-50 mtls-proxy and ${OBS} side by side (round ${round + 1}/${OBS_SIDE_ROUNDS}) ...`);
       try {
-        const r = await sideBySide(dir, shim, plainLive, obsLive, origin);
+        const [a, o] = await sideBySide(dir, shim, plainLive, obsLive, origin, CONNS >> 1);
+        const r = { plain_rps: a!.lg.rps!, obs_rps: o!.lg.rps!, plain_cpu_us: a!.cpuUs, obs_cpu_us: o!.cpuUs };
         (results[OBS]!.obs_side ??= []).push(r);
         process.stderr.write(` ${r.plain_rps} and ${r.obs_rps} req/s\n`);
+      } catch (err) {
+        process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
+      }
+    }
+    const haLive = live.get('haproxy');
+    const latOn = ['mtls-proxy', 'haproxy'].every((n) => targets.find((t) => t.name === n)?.scenarios.includes('small-1'));
+    for (let round = 0; latOn && round < LAT_SIDE_ROUNDS && plainLive?.proxy && haLive?.proxy && isRunning(plainLive.proxy) && isRunning(haLive.proxy); round++) {
+      process.stderr.write(`  small-1 mtls-proxy and haproxy side by side (round ${round + 1}/${LAT_SIDE_ROUNDS}) ...`);
+      try {
+        // which one gets the first wrk alternates, in case starting first matters
+        const flip = round % 2 === 1;
+        const pair = await sideBySide(dir, shim, flip ? haLive : plainLive, flip ? plainLive : haLive, origin, 1);
+        const [m, h] = flip ? [pair[1]!, pair[0]!] : [pair[0]!, pair[1]!];
+        const r: LatRound = { mtls_p50_us: m.lg.p50_us!, haproxy_p50_us: h.lg.p50_us!, mtls_rps: m.lg.rps!, haproxy_rps: h.lg.rps!, mtls_cpu_us: m.cpuUs, haproxy_cpu_us: h.cpuUs };
+        (results.haproxy!.lat_side ??= []).push(r);
+        process.stderr.write(` p50 ${r.mtls_p50_us} and ${r.haproxy_p50_us} µs\n`);
       } catch (err) {
         process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
       }
@@ -995,6 +1032,28 @@ function addedP50(results: Results, t: TargetName): number | null {
   const p = p50Of(results, t, 'small-1');
   const d = p50Of(results, 'direct', 'small-1');
   return p === null || d === null ? null : p - d;
+}
+
+/** The 1-connection side-by-side rounds, for the latency check's detail ('' when none ran). */
+function latSideNote(results: Results): string {
+  const side = results.haproxy?.lat_side ?? [];
+  if (side.length === 0) return '';
+  const diffs = side.map((r) => r.mtls_p50_us - r.haproxy_p50_us);
+  return `; side by side on one core, 1 conn each (${side.length} rounds): p50 mtls-proxy ${side.map((r) => r.mtls_p50_us).join(', ')} against haproxy ${side.map((r) => r.haproxy_p50_us).join(', ')} µs, median difference ${fmt(median(diffs))} µs`;
+}
+
+/** The 1-connection side-by-side rounds as a table, with a blank line after ([] when none ran). */
+function latSideSection(results: Results): string[] {
+  const side = results.haproxy?.lat_side ?? [];
+  if (side.length === 0) return [];
+  return [
+    `Small GET, 1 conn, mtls-proxy and haproxy side by side on the proxy core (each with its own wrk, ${OBS_SIDE_SECONDS} s per round after 1 s of warm-up): both see the same machine state, so the p50s compare as the rounds above cannot.`,
+    '',
+    '| round | p50 µs mtls-proxy | p50 µs haproxy | difference µs | req/s mtls-proxy | req/s haproxy | proxy CPU µs per request mtls-proxy | haproxy |',
+    '|--:|--:|--:|--:|--:|--:|--:|--:|',
+    ...side.map((r, i) => `| ${i + 1} | ${r.mtls_p50_us} | ${r.haproxy_p50_us} | ${r.mtls_p50_us - r.haproxy_p50_us} | ${fmt(r.mtls_rps)} | ${fmt(r.haproxy_rps)} | ${fmt(r.mtls_cpu_us)} | ${fmt(r.haproxy_cpu_us)} |`),
+    '',
+  ];
 }
 
 /** The most a bulk scenario raised the proxy's RSS (peak during it minus RSS at its start), over every round. */
@@ -1131,7 +1190,7 @@ function checks(results: Results): Check[] {
     value: fmt(am.value),
     target: `<= ${fmt(ah.value)}`,
     pass: am.value === null || ah.value === null ? null : am.value <= ah.value,
-    detail: `per round: mtls-proxy ${am.rounds.join(', ')}; haproxy ${ah.rounds.join(', ') || '–'}`,
+    detail: `per round: mtls-proxy ${am.rounds.join(', ')}; haproxy ${ah.rounds.join(', ') || '–'}${latSideNote(results)}`,
   });
   const pairedCheck = (name: string, s: ScenarioName, peer: TargetName, min: number, extra = ''): void => {
     const metric = (r: ScenarioResult): number => (r.loadgen.mode === 'small' ? r.loadgen.rps : r.loadgen.best_mib_per_s) ?? NaN;
@@ -1350,6 +1409,7 @@ async function main(): Promise<void> {
         '',
         roundsSection,
         '',
+        ...latSideSection(results),
         '## Where the CPU went',
         '',
         "CPU time over the measured window, in % of one core: origin and proxy (all its processes) from /proc/<pid>/stat (utime+stime); the loadgen's own: wrk's getrusage at exit (the shim), bench/loadgen.ts's process.cpuUsage().",
