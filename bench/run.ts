@@ -44,6 +44,12 @@ const OBS_SIDE_ROUNDS = Number(process.env.BENCH_OBS_SIDE_ROUNDS ?? '6');
 // wake-up is a halt and an interrupt on this VM); side by side both see the same state. The
 // check's verdict stays on the rounds above; these are printed with it.
 const LAT_SIDE_ROUNDS = Number(process.env.BENCH_LAT_SIDE_ROUNDS ?? '4');
+// And for Connection: close: both proxies side by side, 25 new connections at a time each. Run
+// alone, that scenario is bound by wrk's handshakes on core 1 as much as by the proxy, and its
+// rounds read 1.74, 0.70 and 0.82x HAProxy within one run of unchanged code (bench/tools/ab.sh
+// off haproxy with --close, minutes later: 1.03x in CPU per connection, ahead in all 4 rounds).
+// Printed with the close check; its verdict stays on the rounds above.
+const CLOSE_SIDE_ROUNDS = Number(process.env.BENCH_CLOSE_SIDE_ROUNDS ?? '4');
 // Rounds for 1 connection and Connection: close (BENCH_ROUNDS, SECONDS split between them) and
 // for the bulk scenarios (BENCH_BULK_RUNS, one timed transfer per round): the verdicts that
 // swung between runs of the same code (close 0.91x -> 1.17x HAProxy, upload 0.55 -> 0.79 of
@@ -82,7 +88,8 @@ env: BENCH_SECONDS (default 8) per small-request scenario after 1 s of warm-up; 
      and Connection: close split it into BENCH_ROUNDS (default 3) rounds, each with its warm-up,
      BENCH_BULK_RUNS (default 2) rounds of one timed 256 MiB transfer per bulk scenario (a
      warm-up transfer before the first); a round runs every target once, the median is reported;
-     BENCH_LAT_SIDE_ROUNDS (default 4) rounds of mtls-proxy and HAProxy side by side at 1 connection
+     BENCH_LAT_SIDE_ROUNDS (default 4) rounds of mtls-proxy and HAProxy side by side at 1 connection,
+     BENCH_CLOSE_SIDE_ROUNDS (default 4) the same with Connection: close, 25 connections each
 `);
   process.exit(0);
 }
@@ -652,6 +659,17 @@ interface TargetResult {
   obs_side?: SideRound[];
   /** haproxy only: 1-connection side-by-side rounds with mtls-proxy (BENCH_LAT_SIDE_ROUNDS). */
   lat_side?: LatRound[];
+  /** haproxy only: Connection: close side-by-side rounds with mtls-proxy (BENCH_CLOSE_SIDE_ROUNDS). */
+  close_side?: CloseRound[];
+}
+
+/** One Connection: close side-by-side round of mtls-proxy and HAProxy (25 connections each). */
+interface CloseRound {
+  mtls_cps: number;
+  haproxy_cps: number;
+  /** Proxy CPU µs per new connection (and its one request), from /proc over the round. */
+  mtls_cpu_us: number | null;
+  haproxy_cpu_us: number | null;
 }
 
 /** One 1-connection side-by-side round of mtls-proxy and HAProxy. */
@@ -729,11 +747,11 @@ async function wrk(dir: string, shim: string, port: number, conns: number, close
  * Two proxies under wrk at once, `conns` connections each, after a second of warm-up: each
  * one's wrk summary and proxy CPU µs per request (from /proc over the same seconds).
  */
-async function sideBySide(dir: string, shim: string | null, x: Live, y: Live, origin: Proc, conns: number): Promise<Array<{ lg: LoadgenOutput; cpuUs: number | null }>> {
+async function sideBySide(dir: string, shim: string | null, x: Live, y: Live, origin: Proc, conns: number, close = false): Promise<Array<{ lg: LoadgenOutput; cpuUs: number | null }>> {
   if (!shim) throw new Error('side-by-side rounds need wrk');
-  await Promise.all([wrk(dir, shim, x.port, conns, false, WARMUP_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, false, WARMUP_SECONDS, 'wrk-b.json')]);
+  await Promise.all([wrk(dir, shim, x.port, conns, close, WARMUP_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, close, WARMUP_SECONDS, 'wrk-b.json')]);
   const b = [sample(origin, x.proxy, []), sample(origin, y.proxy, [])];
-  const lgs = await Promise.all([wrk(dir, shim, x.port, conns, false, OBS_SIDE_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, false, OBS_SIDE_SECONDS, 'wrk-b.json')]);
+  const lgs = await Promise.all([wrk(dir, shim, x.port, conns, close, OBS_SIDE_SECONDS, 'wrk-a.json'), wrk(dir, shim, y.port, conns, close, OBS_SIDE_SECONDS, 'wrk-b.json')]);
   const e = [sample(origin, x.proxy, []), sample(origin, y.proxy, [])];
   if (!lgs[0]!.rps || !lgs[1]!.rps) throw new Error('a side-by-side round served no requests');
   return lgs.map((lg, i) => ({ lg, cpuUs: lg.requests ? round1(((e[i]!.proxy - b[i]!.proxy) * 1e6) / lg.requests) : null }));
@@ -968,6 +986,20 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
         process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
       }
     }
+    const closeOn = ['mtls-proxy', 'haproxy'].every((n) => targets.find((t) => t.name === n)?.scenarios.includes('close'));
+    for (let round = 0; closeOn && round < CLOSE_SIDE_ROUNDS && plainLive?.proxy && haLive?.proxy && isRunning(plainLive.proxy) && isRunning(haLive.proxy); round++) {
+      process.stderr.write(`  close mtls-proxy and haproxy side by side (round ${round + 1}/${CLOSE_SIDE_ROUNDS}) ...`);
+      try {
+        const flip = round % 2 === 1;
+        const pair = await sideBySide(dir, shim, flip ? haLive : plainLive, flip ? plainLive : haLive, origin, CONNS >> 1, true);
+        const [m, h] = flip ? [pair[1]!, pair[0]!] : [pair[0]!, pair[1]!];
+        const r: CloseRound = { mtls_cps: m.lg.rps!, haproxy_cps: h.lg.rps!, mtls_cpu_us: m.cpuUs, haproxy_cpu_us: h.cpuUs };
+        (results.haproxy!.close_side ??= []).push(r);
+        process.stderr.write(` ${r.mtls_cps} and ${r.haproxy_cps} conns/s\n`);
+      } catch (err) {
+        process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
+      }
+    }
     await sleep(500);
     for (const [name, l] of live) {
       if (!l.proxy || !isRunning(l.proxy)) continue;
@@ -1052,6 +1084,30 @@ function latSideSection(results: Results): string[] {
     '| round | p50 µs mtls-proxy | p50 µs haproxy | difference µs | req/s mtls-proxy | req/s haproxy | proxy CPU µs per request mtls-proxy | haproxy |',
     '|--:|--:|--:|--:|--:|--:|--:|--:|',
     ...side.map((r, i) => `| ${i + 1} | ${r.mtls_p50_us} | ${r.haproxy_p50_us} | ${r.mtls_p50_us - r.haproxy_p50_us} | ${fmt(r.mtls_rps)} | ${fmt(r.haproxy_rps)} | ${fmt(r.mtls_cpu_us)} | ${fmt(r.haproxy_cpu_us)} |`),
+    '',
+  ];
+}
+
+/** The Connection: close side-by-side rounds, for the close check's detail ('' when none ran). */
+function closeSideNote(results: Results): string {
+  const side = results.haproxy?.close_side ?? [];
+  if (side.length === 0) return '';
+  const cps = side.map((r) => r.mtls_cps / r.haproxy_cps);
+  const cpu = side.filter((r) => r.mtls_cpu_us && r.haproxy_cpu_us).map((r) => r.haproxy_cpu_us! / r.mtls_cpu_us!);
+  const two = (n: number | null): string => (n === null ? '–' : n.toFixed(2));
+  return `; side by side on one core, ${CONNS >> 1} conns each (${side.length} rounds): conns/s mtls-proxy / haproxy ${cps.map(two).join(', ')}, median ${two(median(cps))}; proxy CPU per connection haproxy / mtls-proxy ${cpu.length ? `median ${two(median(cpu))}` : '–'}`;
+}
+
+/** The Connection: close side-by-side rounds as a table, with a blank line after ([] when none ran). */
+function closeSideSection(results: Results): string[] {
+  const side = results.haproxy?.close_side ?? [];
+  if (side.length === 0) return [];
+  return [
+    `Connection: close, mtls-proxy and haproxy side by side on the proxy core (each with its own wrk, ${CONNS >> 1} connections, ${OBS_SIDE_SECONDS} s per round after 1 s of warm-up): alone, this scenario is bound by wrk's handshakes on core 1 as much as by the proxy, and its rounds swing with the machine.`,
+    '',
+    '| round | conns/s mtls-proxy | conns/s haproxy | ratio | proxy CPU µs per connection mtls-proxy | haproxy |',
+    '|--:|--:|--:|--:|--:|--:|',
+    ...side.map((r, i) => `| ${i + 1} | ${fmt(r.mtls_cps)} | ${fmt(r.haproxy_cps)} | ${(r.mtls_cps / r.haproxy_cps).toFixed(2)} | ${fmt(r.mtls_cpu_us)} | ${fmt(r.haproxy_cpu_us)} |`),
     '',
   ];
 }
@@ -1210,7 +1266,7 @@ function checks(results: Results): Check[] {
   out.push({ name: 'mtls-proxy RSS growth while streaming 256 MiB (MiB)', value: fmt(g), target: '<= 16', pass: g === null ? null : g <= 16 });
   const idle = mib(results['mtls-proxy']?.idle_rss);
   out.push({ name: 'mtls-proxy idle RSS (MiB)', value: fmt(idle), target: '<= 60', pass: idle === null ? null : idle <= 60 });
-  pairedCheck('Connection: close: mtls-proxy / haproxy new TLS conns/s', 'close', 'haproxy', 1, `; median rounds' ${cpuDetail('close', 'haproxy')}`);
+  pairedCheck('Connection: close: mtls-proxy / haproxy new TLS conns/s', 'close', 'haproxy', 1, `; median rounds' ${cpuDetail('close', 'haproxy')}${closeSideNote(results)}`);
   const pairs = obsPairs(results);
   const side = results[OBS]?.obs_side ?? [];
   const sideRps = median(side.map((r) => r.obs_rps / r.plain_rps));
@@ -1410,6 +1466,7 @@ async function main(): Promise<void> {
         roundsSection,
         '',
         ...latSideSection(results),
+        ...closeSideSection(results),
         '## Where the CPU went',
         '',
         "CPU time over the measured window, in % of one core: origin and proxy (all its processes) from /proc/<pid>/stat (utime+stime); the loadgen's own: wrk's getrusage at exit (the shim), bench/loadgen.ts's process.cpuUsage().",
