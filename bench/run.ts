@@ -24,6 +24,13 @@ const BENCH = join(ROOT, 'bench');
 const NODE = process.execPath;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? '8');
 const WARMUP_SECONDS = 1;
+// Before anything is measured (idle RSS aside), every target serves BENCH_WARMUP_SECONDS of small
+// requests at 50 connections, then as long at 1. The Node targets run JIT-compiled code: right
+// after start, and still after 5 s at one connection, V8 was optimising (97 functions in the next
+// 3 s, 20 deopts where Node's stream code first met both kinds of TLS socket), which on the one
+// core every thread of a proxy shares put mtls-proxy's 1-connection p99 at 1.2-2.1 ms, against
+// ~0.3 ms in later rounds (HAProxy: ~0.3 ms throughout). The bench measures steady state.
+const WARMUP_ALL_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? '4');
 const BULK_BYTES = 256 * 1024 * 1024;
 const BULK_RUNS = Number(process.env.BENCH_BULK_RUNS ?? '2');
 // Extra alternating rounds of small GET, 50 conns for mtls-proxy and mtls-proxy-obs: the ratio
@@ -89,12 +96,15 @@ env: BENCH_SECONDS (default 8) per small-request scenario after 1 s of warm-up; 
      BENCH_BULK_RUNS (default 2) rounds of one timed 256 MiB transfer per bulk scenario (a
      warm-up transfer before the first); a round runs every target once, the median is reported;
      BENCH_LAT_SIDE_ROUNDS (default 4) rounds of mtls-proxy and HAProxy side by side at 1 connection,
-     BENCH_CLOSE_SIDE_ROUNDS (default 4) the same with Connection: close, 25 connections each
+     BENCH_CLOSE_SIDE_ROUNDS (default 4) the same with Connection: close, 25 connections each,
+     BENCH_WARMUP_SECONDS (default 4) of small requests at 50 and then 1 connection per target
+     before anything is measured (idle RSS is taken before it)
 `);
   process.exit(0);
 }
 const WORKERS = opts.workers === '' ? 0 : Number(opts.workers);
 if (!Number.isFinite(SECONDS) || SECONDS <= 0) throw new Error(`BENCH_SECONDS must be a positive number, got ${process.env.BENCH_SECONDS}`);
+if (!Number.isInteger(WARMUP_ALL_SECONDS) || WARMUP_ALL_SECONDS < 0) throw new Error(`BENCH_WARMUP_SECONDS must be a whole number of seconds (0: none), got ${process.env.BENCH_WARMUP_SECONDS}`);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`BENCH_ROUNDS must be a positive integer, got ${process.env.BENCH_ROUNDS}`);
 if (!Number.isInteger(BULK_RUNS) || BULK_RUNS < 1) throw new Error(`BENCH_BULK_RUNS must be a positive integer, got ${process.env.BENCH_BULK_RUNS}`);
 if (!Number.isInteger(WORKERS) || WORKERS < 0 || WORKERS === 1) throw new Error(`--workers must be a whole number of at least 2 (the main mtls-proxy target runs 1), got ${opts.workers}`);
@@ -915,6 +925,19 @@ async function benchAll(dir: string, shim: string | null, origin: Proc, originPo
       results[name]!.idle_rss = m.rss;
       results[name]!.idle_processes = m.processes;
     }
+    for (const t of targets) {
+      const l = live.get(t.name);
+      const warm = (['small-50', 'small-1'] as const).filter((s) => t.scenarios.includes(s));
+      if (WARMUP_ALL_SECONDS === 0 || warm.length === 0 || !l || (l.proxy && !isRunning(l.proxy))) continue;
+      process.stderr.write(`  warm-up ${t.name}: ${warm.join(', ')}, ${WARMUP_ALL_SECONDS} s each ...`);
+      try {
+        for (const s of warm) await runScenario(dir, shim, l, s, origin, originPort, WARMUP_ALL_SECONDS);
+        process.stderr.write(' done\n');
+      } catch (err) {
+        // the scenarios that follow report the failure where it counts
+        process.stderr.write(` FAILED: ${(err as Error).message.slice(0, 500)}\n`);
+      }
+    }
     for (const s of ALL_SCENARIOS) {
       const rounds = roundsFor(s);
       // whole seconds: wrk takes no fractions
@@ -1418,7 +1441,7 @@ async function main(): Promise<void> {
     const tool = shim ? 'wrk (+ bench/tools/wrk-client-cert.c)' : 'bench/loadgen.ts';
 
     process.stderr.write(
-      `bench: ${SECONDS} s per small-request scenario (+${WARMUP_SECONDS} s warm-up) with ${tool}, ${ROUNDS} rounds at 1 connection and Connection: close, ${BULK_RUNS} rounds of 256 MiB per bulk scenario (+1 warm-up transfer) with bench/loadgen.ts${HAS_TASKSET ? '' : ' (taskset missing: NOT pinned)'}\n`,
+      `bench: ${SECONDS} s per small-request scenario (+${WARMUP_SECONDS} s warm-up; ${WARMUP_ALL_SECONDS} s at 50 and at 1 connection per target before the first) with ${tool}, ${ROUNDS} rounds at 1 connection and Connection: close, ${BULK_RUNS} rounds of 256 MiB per bulk scenario (+1 warm-up transfer) with bench/loadgen.ts${HAS_TASKSET ? '' : ' (taskset missing: NOT pinned)'}\n`,
     );
     const origin = startNode('origin', ORIGIN_CPU, [join(BENCH, 'origin.ts'), '--dir', dir]);
     try {
@@ -1445,7 +1468,7 @@ async function main(): Promise<void> {
           .map(([k, v]) => `${k}: ${v}`)
           .join('; ')}.`,
         '',
-        `Every proxy on core 0 (the one measured; the others idle), origin and load generator on core 1${HAS_TASKSET ? '' : ' (taskset missing: not pinned)'}; each scenario runs every target back to back.`,
+        `Every proxy on core 0 (the one measured; the others idle), origin and load generator on core 1${HAS_TASKSET ? '' : ' (taskset missing: not pinned)'}; each scenario runs every target back to back.${WARMUP_ALL_SECONDS > 0 ? ` Before the first, every target served ${WARMUP_ALL_SECONDS} s of small requests at ${CONNS} connections and ${WARMUP_ALL_SECONDS} s at 1 (JIT warm-up; idle RSS is taken before it).` : ''}`,
         `Small requests and Connection: close: ${tool}; 256 MiB transfers: bench/loadgen.ts. mtls-proxy: from dist/, \`--max-semi-space-size=1\`, log level warn, no request log, no admin listener.`,
         'MiB/s = 2^20 bytes/s. Ratios < 1 on latency and memory rows mean mtls-proxy is lower (better). Memory and CPU of multi-process proxies (nginx: master + worker) are summed over their processes.',
         '',
@@ -1498,6 +1521,7 @@ async function main(): Promise<void> {
         cpus: NCPU,
         seconds: SECONDS,
         warmup_seconds: WARMUP_SECONDS,
+        warmup_all_seconds: WARMUP_ALL_SECONDS,
         connections: CONNS,
         bulk_bytes: BULK_BYTES,
         bulk_runs: BULK_RUNS,
