@@ -39,7 +39,7 @@ function responseHead(head: ResponseHead, reason: string, fields: Array<[string,
 
 test('request heads: a shorter head after a longer one carries none of its fields', () => {
   const head = new RequestHead(LIMITS);
-  const info = { target: '/a', host: 'origin.test', requestId: 'rid-1', clientAddr: '10.0.0.1', xfcc: 'Hash=ab;Subject="CN=c"' };
+  const info = { target: '/a', host: 'origin.test', requestId: 'rid-1', clientAddr: '10.0.0.1', xfcc: 'Hash=ab;Subject="CN=c"', upgrade: null };
   requestHead(head, '/a', [['Host', 'h.test'], ['Connection', 'X-Drop'], ['X-Drop', '1'], ['X-Forwarded-For', '1.2.3.4'], ['Accept', 'a/b  '], ['Content-Length', '007'], ['X-Request-Id', 'theirs']]);
   assert.equal(
     upstreamHead(head, info).toString('latin1'),

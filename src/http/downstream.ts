@@ -15,7 +15,7 @@ import { clientAddress, newRequestId } from './headers.ts';
 import { ERR, HttpParser, TYPE_REQUEST, type ParserHandler } from './llhttp.ts';
 import { requestParseError } from './parse-error.ts';
 import { CLIENT_CLOSED_STATUS, localResponse } from './local-response.ts';
-import { normaliseTarget, requestIdOf, upstreamHead } from './request-filters.ts';
+import { normaliseTarget, requestIdOf, upstreamHead, websocketUpgrade } from './request-filters.ts';
 import { RequestHead } from './request-head.ts';
 import { ResponseHead } from './response-head.ts';
 
@@ -36,6 +36,8 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
 
   #exchange: Exchange | null = null;
   #toStart: Exchange | null = null;
+  /** The exchange whose upstream switched protocols: every client byte is relayed to it. */
+  #tunnel: Exchange | null = null;
   #error: ProxyError | null = null;
   #inBody = false;
   #inTrailers = false;
@@ -125,6 +127,10 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
 
   #onData = (chunk: Buffer): void => {
     if (this.#closing) return;
+    if (this.#tunnel !== null) {
+      this.#tunnel.tunnelIn(chunk);
+      return;
+    }
     if (this.#bodyRemaining > 0) {
       const ex = this.#exchange;
       if (ex === null) return;
@@ -206,6 +212,11 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   }
 
   #onEnd = (): void => {
+    // A tunnel (after a protocol switch) passes the half-close on, and ends when the upstream does.
+    if (this.#tunnel !== null) {
+      this.#tunnel.tunnelClientEnded();
+      return;
+    }
     // The client half-closed. A complete request still gets its response, then we close;
     // a request cut short is aborted (the upstream never sees it complete).
     if (this.#exchange !== null && this.#awaitingResponse) {
@@ -237,6 +248,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     const ex = this.#exchange;
     if (ex === null) return;
     this.#exchange = null;
+    this.#tunnel = null;
     this.#toStart = null;
     const err = new ProxyError('CLIENT_ABORTED', 'client closed the connection');
     ex.abort(err);
@@ -302,17 +314,19 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     const id = requestIdOf(head);
     const host = form.host !== '' ? form.host : (cluster.config.tls.serverName ?? cluster.config.endpoints[0]?.host ?? 'localhost');
     if (this.#xfcc === undefined) this.#xfcc = this.#identity ? xfccOf(this.#identity) : null;
+    const upgradeTo = upgrade ? websocketUpgrade(head) : null;
     const ex = new Exchange(this, {
       id,
       method: head.method,
       target: route.target,
       host,
       path: form.path,
-      upstreamHead: upstreamHead(head, { target: route.target, host, requestId: id, clientAddr: this.#clientAddr, xfcc: this.#xfcc }),
+      upstreamHead: upstreamHead(head, { target: route.target, host, requestId: id, clientAddr: this.#clientAddr, xfcc: this.#xfcc, upgrade: upgradeTo }),
       chunked: head.chunked,
       hasBody: head.chunked || head.contentLength > 0,
       clientKeepAlive: keepAlive && !upgrade,
       clientMinor: head.versionMinor,
+      upgrade: upgradeTo,
       cluster,
       startedAt: this.#requestStart,
       wallStart: this.#requestWallStart,
@@ -359,6 +373,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
   exchangeDone(ex: Exchange, reusable: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
+    this.#tunnel = null;
     // Answered before the whole body came (an early 413, say): the exchange reports the
     // connection not reusable (its request is incomplete), so it closes below and the rest of
     // the body is never parsed as a request (test/request-body-framing.test.ts).
@@ -388,6 +403,20 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
     this.#answerAndClose(err, ex.init.id, ex);
+  }
+
+  tunnelStarted(ex: Exchange): void {
+    if (this.#exchange !== ex || this.#closing) return;
+    this.#tunnel = ex;
+    // the bytes that came behind the handshake (held, or waiting in the socket's buffer since)
+    // are the new protocol's: relayed now, in order
+    this.#awaitingResponse = false;
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null) ex.tunnelIn(held);
+    this.#updateReading();
+    // a FIN that came (behind no bytes) while the handshake was answered: passed on now
+    if (this.socket.readableEnded) ex.tunnelClientEnded();
   }
 
   armExchangeTimer(ms: number): void {

@@ -32,6 +32,11 @@ export interface DownstreamPort {
   failBeforeResponse(exchange: Exchange, err: ProxyError): void;
   /** (Re)start the connection's exchange timer: onExchangeTimer() of the exchange in progress in `ms`. */
   armExchangeTimer(ms: number): void;
+  /**
+   * The upstream switched protocols (101 to our WebSocket handshake) and the 101 went out: from
+   * now on the client's bytes go to tunnelIn() as they are, its FIN to tunnelClientEnded().
+   */
+  tunnelStarted(exchange: Exchange): void;
 }
 
 export interface ExchangeInit {
@@ -48,6 +53,8 @@ export interface ExchangeInit {
   hasBody: boolean;
   clientKeepAlive: boolean;
   clientMinor: number;
+  /** The protocol the request asks to switch to (request-filters.ts websocketUpgrade), or null. */
+  upgrade: string | null;
   cluster: UpstreamCluster;
   /** performance.now() and Date.now() at the request's first byte. */
   startedAt: number;
@@ -99,6 +106,11 @@ export class Exchange {
   #extraBytes = false;
   #responseComplete = false;
   #clientFull = false;
+  /**
+   * After a 101 to our upgrade request: both connections carry the new protocol's bytes, relayed
+   * as they come (no parsing, no framing), until the upstream ends its side.
+   */
+  #tunnel = false;
   /**
    * Bytes of a Content-Length response body still to come. While > 0 the body bypasses the
    * parser: chunks go to the client as they are (no copy into wasm memory, no callback per
@@ -288,6 +300,10 @@ export class Exchange {
       this.#forwardBody(chunk, 0);
       return;
     }
+    if (this.#tunnel) {
+      this.#tunnelOut(chunk, 0);
+      return;
+    }
     this.#responseBytesSeen = true;
     const conn = this.#lease!.conn;
     const out = this.#out;
@@ -298,6 +314,14 @@ export class Exchange {
       // starts its body
       this.#writeHeldHead(chunk, conn.parser!.stoppedAt);
       out.uncork();
+      return;
+    }
+    if (ret === ERR.PAUSED_UPGRADE && this.#tunnel) {
+      // the 101 went out (onHeadersComplete); what follows its head is the new protocol's
+      const at = conn.parser!.stoppedAt;
+      if (at < chunk.length) this.#tunnelOut(chunk, at);
+      out.uncork();
+      this.#down.tunnelStarted(this);
       return;
     }
     out.uncork();
@@ -366,6 +390,15 @@ export class Exchange {
 
   onUpstreamEnd(): void {
     if (this.#done || this.#lease === null) return;
+    if (this.#tunnel) {
+      // the upstream is done with the new protocol: so is the tunnel (the client gets its FIN
+      // after what is still queued for it)
+      this.#done = true;
+      this.#clearTimer();
+      this.#lease.pool.destroy(this.#lease.conn);
+      this.#down.exchangeDone(this, false);
+      return;
+    }
     if (this.#bodyRemaining > 0) {
       this.#upstreamFailed(new ProxyError('UPSTREAM_ABORTED', 'upstream closed in the middle of the response body'));
       return;
@@ -433,14 +466,25 @@ export class Exchange {
     this.#status = status;
     const final = status >= 200;
     if (!final && (status === 101 || upgrade)) {
-      // we never forward Upgrade, so a switch is a protocol violation by the upstream
-      this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', 'upstream switched protocols without being asked');
-      return -1;
+      // a switch we did not ask for (Upgrade is forwarded only for a WebSocket handshake), or
+      // to another protocol than the one asked for: a protocol violation by the upstream
+      const asked = this.init.upgrade;
+      const to = status === 101 && upgrade && asked !== null ? head.upgradeValue() : null;
+      if (to === null || to.toLowerCase() !== asked!.toLowerCase()) {
+        this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', asked === null ? 'upstream switched protocols without being asked' : `upstream switched to a protocol other than "${asked}"`);
+        return -1;
+      }
     }
     const problem = head.problem(final);
     if (problem !== null) {
       this.#error = new ProxyError('UPSTREAM_BAD_RESPONSE', problem);
       return -1;
+    }
+    if (status === 101) {
+      this.#tunnel = true;
+      this.#responseStarted = true;
+      this.#writeClient(head.switching(this.init.id, head.upgradeValue()!));
+      return 0;
     }
     if (!final) {
       this.#interim = true;
@@ -478,7 +522,7 @@ export class Exchange {
   }
 
   onMessageComplete(): number {
-    if (this.#interim) return 0; // a 1xx: the final response follows
+    if (this.#interim || this.#tunnel) return 0; // a 1xx: the final response follows; a 101: llhttp stops at its head
     if (this.#bodyRemaining > 0) return ERR.PAUSED; // the head only: #forwardBody takes the body
     this.#responseComplete = true;
     if (this.#head.mode === 'chunked') this.#writeClient(LAST_CHUNK);
@@ -489,6 +533,37 @@ export class Exchange {
     this.bytesOut += s.length;
     const ok = typeof s === 'string' ? this.#out.writeLatin1(s) : this.#out.write(s);
     if (!ok) this.#clientFull = true;
+  }
+
+  // ---- the tunnel after a protocol switch ------------------------------------------------
+
+  /** Upstream bytes of the new protocol, from `from` on, to the client as they are. */
+  #tunnelOut(chunk: Buffer, from: number): void {
+    const ok = this.#out.write(from === 0 ? chunk : chunk.subarray(from));
+    this.bytesOut += chunk.length - from;
+    if (!ok) {
+      this.#clientFull = true;
+      this.#lease!.conn.socket!.pause();
+    }
+  }
+
+  /** Client bytes of the new protocol, to the upstream as they are (the view may be reused after). */
+  tunnelIn(chunk: Buffer): void {
+    if (this.#done) return;
+    this.#lastActivity = performance.now();
+    this.bytesIn += chunk.length;
+    if (!this.#lease!.conn.writer!.write(chunk)) {
+      this.#upstreamFull = true;
+      this.#down.pauseForUpstream();
+    }
+  }
+
+  /** The client ended its side: so does the upstream's, after what is queued for it. */
+  tunnelClientEnded(): void {
+    if (this.#done) return;
+    const conn = this.#lease!.conn;
+    conn.writer!.settle();
+    conn.socket!.end();
   }
 
   /** The client drained what we wrote: let the upstream send again. */

@@ -64,6 +64,28 @@ export interface ForwardInfo {
   clientAddr: string;
   /** XFCC value for the client's certificate, or null when none was presented. */
   xfcc: string | null;
+  /** The protocol to ask the upstream to switch to (websocketUpgrade), or null. */
+  upgrade: string | null;
+}
+
+/**
+ * The client's Upgrade value when the request is a WebSocket opening handshake we forward (RFC
+ * 6455 §4.1: a GET, without a body, with Connection: upgrade, which llhttp's upgrade flag
+ * reports, and one Upgrade field naming websocket), else null. Any other Upgrade (h2c, a list,
+ * a request with a body) is dropped as hop-by-hop and the request goes on as a plain one: a
+ * protocol switch we don't understand would turn the rest of the connection into bytes we
+ * relay unchecked (h2c smuggling).
+ */
+export function websocketUpgrade(head: RequestHead): string | null {
+  if (!head.upgrade || head.method !== 'GET' || head.chunked || head.contentLength > 0) return null;
+  let value: string | null = null;
+  const { lower, headers } = head;
+  for (let i = 0; i < lower.length; i++) {
+    if (lower[i] !== 'upgrade') continue;
+    if (value !== null) return null;
+    value = headers[2 * i + 1]!;
+  }
+  return value !== null && value.toLowerCase() === 'websocket' ? value : null;
 }
 
 export function upstreamHead(head: RequestHead, info: ForwardInfo): Buffer {
@@ -112,6 +134,10 @@ export function upstreamHead(head: RequestHead, info: ForwardInfo): Buffer {
   if (head.chunked) w.add('transfer-encoding: chunked\r\n');
   else if (length !== null) w.field('content-length', canonicalDigits(length));
   if (head.versionMinor === 0 && !lower.includes('host')) w.field('host', info.host);
+  if (info.upgrade !== null) {
+    w.field('upgrade', info.upgrade);
+    w.add('connection: upgrade\r\n');
+  }
   w.add('\r\n');
   return w.take();
 }

@@ -130,6 +130,45 @@ export class ResponseHead {
     return w.take();
   }
 
+  /** The value of the head's one Upgrade field; null when there is none or more than one. */
+  upgradeValue(): string | null {
+    let value: string | null = null;
+    for (let i = 0; i < this.#count; i++) {
+      if (this.#lower[i] !== 'upgrade') continue;
+      if (value !== null) return null;
+      value = this.#values[i]!;
+    }
+    return value;
+  }
+
+  /**
+   * The 101 of a protocol switch we asked for (a WebSocket handshake), as the client gets it:
+   * end-to-end fields, our X-Request-Id, and the switch itself (Upgrade and Connection are
+   * hop-by-hop, so they are written anew rather than passed on).
+   */
+  switching(id: string, protocol: string): Buffer {
+    const w = headWriter;
+    const named = this.#connectionNamed();
+    this.#statusLine(101);
+    for (let i = 0; i < this.#count; i++) {
+      const lower = this.#lower[i]!;
+      if (isHopByHop(lower) || lower === 'x-request-id' || (named !== null && named.has(lower))) continue;
+      w.field(this.#names[i]!, this.#values[i]!);
+    }
+    w.field('x-request-id', id);
+    w.field('upgrade', protocol);
+    w.add('connection: upgrade\r\n');
+    w.add(CRLF);
+    return w.take();
+  }
+
+  /** The tokens of the head's Connection fields, or null when it has none. */
+  #connectionNamed(): Set<string> | null {
+    let connection: string[] | null = null;
+    for (let i = 0; i < this.#count; i++) if (this.#lower[i] === 'connection') (connection ??= []).push(this.#values[i]!);
+    return connection !== null ? connectionTokens(connection) : null;
+  }
+
   #statusLine(status: number): void {
     const w = headWriter;
     w.start('HTTP/1.1 ');
