@@ -1385,6 +1385,9 @@ function sanity(results: Results, targets: Target[], originErr: string): string[
   return notes;
 }
 
+/** gitCommit() when dist/ was built, at the start of the run. */
+let builtFrom = '';
+
 function gitCommit(): string {
   const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
@@ -1418,6 +1421,8 @@ async function main(): Promise<void> {
   if (opts['with-native']) installNative();
   process.stderr.write('building dist/ (npm run build) ...\n');
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  // the code measured is what was built now: edits made during the run are not in it
+  builtFrom = gitCommit();
   const dir = mkdtempSync(join(tmpdir(), 'mtls-bench-'));
   tempDir = dir;
   const started = Date.now();
@@ -1456,7 +1461,7 @@ async function main(): Promise<void> {
       const notes = sanity(results, targets, origin.err);
       const checkLines = checkList.map(checkLine);
       const vers = versions();
-      const env = `Node ${process.version}, ${NCPU} x ${cpus()[0]?.model ?? 'unknown CPU'}, commit ${gitCommit()}, ${new Date().toISOString()}`;
+      const env = `Node ${process.version}, ${NCPU} x ${cpus()[0]?.model ?? 'unknown CPU'}, commit ${builtFrom || gitCommit()}, ${new Date().toISOString()}`;
       const workersSection = WORKERS ? workersTable(results) : '';
       const obsSection = results[OBS] ? obsTable(results) : '';
       const md = [
