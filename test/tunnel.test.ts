@@ -9,6 +9,7 @@ import type { HostPort, ListenerConfig, UpstreamConfig } from '../src/config/typ
 import { Listener } from '../src/net/listener.ts';
 import type { TunnelSummary } from '../src/net/tunnel.ts';
 import { UpstreamConnector } from '../src/net/upstream-tls.ts';
+import { writerStats } from '../src/net/socket-writer.ts';
 import type { EndpointSelector, EndpointState } from '../src/pool/types.ts';
 import { makeTestPki, type TestPki } from './support/pki.ts';
 
@@ -60,14 +61,15 @@ class TestSelector implements EndpointSelector {
   }
 }
 
-type Behaviour = 'echo' | 'digest' | 'reset';
+type Behaviour = 'echo' | 'digest' | 'reset' | 'banner';
 
 interface Upstream { address: HostPort; peers: string[] }
 
 /**
  * An mTLS upstream that requires a client certificate from the test CA. echo: pipes bytes
  * back (with backpressure, ending when the client ends); digest: answers the sha256 of
- * everything received once the client half-closes; reset: destroys on the first byte.
+ * everything received once the client half-closes; reset: destroys on the first byte; banner:
+ * speaks first (a line the moment the handshake is done, as SMTP or MySQL servers do), then echoes.
  */
 async function upstreamServer(t: test.TestContext, behaviour: Behaviour): Promise<Upstream> {
   const peers: string[] = [];
@@ -80,6 +82,9 @@ async function upstreamServer(t: test.TestContext, behaviour: Behaviour): Promis
     socket.on('error', () => {});
     peers.push(socket.getPeerX509Certificate()?.subject ?? '');
     if (behaviour === 'echo') {
+      socket.pipe(socket);
+    } else if (behaviour === 'banner') {
+      socket.write('BANNER 220 ready\r\n');
       socket.pipe(socket);
     } else if (behaviour === 'digest') {
       const hash = createHash('sha256');
@@ -201,6 +206,33 @@ test('16 MiB of random bytes cross the tunnel intact, over mTLS with the proxy c
   assert.equal(summary.identity?.subject, 'CN=test-client,O=Example');
   assert.equal(p.listener.stats.bytesIn, payload.length);
   assert.equal(p.selector.successes, 1);
+});
+
+test('the tunnel moves bytes as the HTTP path does: through SocketWriters, which gather what comes behind a write in flight', async (t) => {
+  const up = await upstreamServer(t, 'echo');
+  const p = await proxy(t, [up.address]);
+  const payload = randomBytes(8 * MiB);
+  const before = writerStats();
+  const echoed = await exchange(client(t, p.port), payload);
+  assert.equal(sha256(echoed), sha256(payload));
+  const after = writerStats();
+  // socket.write() straight from 'data' (the tunnel before) leaves these unchanged
+  assert.ok(after.copiedBytes - before.copiedBytes > 0, 'bytes gathered behind writes in flight');
+  assert.ok(after.flushes - before.flushes > 0, 'and written as one buffer');
+  await settled(p, 1);
+  assert.equal(writerStats().inUse, before.inUse, 'every writer buffer given back');
+});
+
+test('an upstream that speaks first: what it sends before the tunnel is set up reaches the client first, then the echo', async (t) => {
+  const up = await upstreamServer(t, 'banner');
+  const p = await proxy(t, [up.address]);
+  const payload = randomBytes(MiB + 3);
+  const got = await exchange(client(t, p.port), payload);
+  const banner = Buffer.from('BANNER 220 ready\r\n');
+  assert.equal(got.subarray(0, banner.length).toString(), banner.toString());
+  assert.equal(sha256(got.subarray(banner.length)), sha256(payload));
+  await settled(p, 1);
+  assert.equal(p.ended[0]?.bytesOut, banner.length + payload.length);
 });
 
 test('backpressure: a client that does not read stops the flow instead of filling memory', async (t) => {
