@@ -45,6 +45,7 @@ test('a minimal config gets every documented default', () => {
     address: { host: '0.0.0.0', port: 8443 },
     mode: 'http',
     upstream: 'backend',
+    websocket: true,
     tls: {
       cert: '/etc/mtls/server.pem', key: '/etc/mtls/server-key.pem', clientCa: null, clientAuth: 'none', allow: [],
       minVersion: 'TLSv1.2', crl: null, handshakeTimeoutMs: 10_000,
@@ -216,6 +217,14 @@ test('routes: only in http mode, prefixes start with "/", upstreams must exist',
   const ok = fromObject(minimal({ listener: { mode: 'tcp' }, root: { upstreams: { backend: { endpoints: ['a:1'] }, spare: { endpoints: ['b:2'] } } } }));
   assert.equal(ok.listeners[0]?.mode, 'tcp');
   assert.equal(ok.upstreams.size, 2);
+});
+
+test('websocket: a boolean, true by default, http mode only', () => {
+  assert.equal(fromObject(minimal({ listener: { websocket: false } })).listeners[0]?.websocket, false);
+  assert.deepEqual(paths(errorsOf(() => fromObject(minimal({ listener: { websocket: 'yes' } })))), ['listeners.edge.websocket']);
+  const tcp = errorsOf(() => fromObject(minimal({ listener: { mode: 'tcp', websocket: true } })));
+  assert.deepEqual(paths(tcp), ['listeners.edge.websocket']);
+  assert.match(tcp[0]?.message ?? '', /needs mode = "http"/);
 });
 
 test('required keys, wrong types and unknown keys are all reported, not just the first', () => {

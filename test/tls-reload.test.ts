@@ -34,7 +34,7 @@ async function setup(t: test.TestContext): Promise<Fixture> {
     ca: pki.file('ca.pem', pki.ca.cert),
   };
   const config: ListenerConfig = {
-    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', routes: [],
+    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', websocket: true, routes: [],
     tls: { cert: paths.cert, key: paths.key, clientCa: paths.ca, clientAuth: 'require', allow: [], minVersion: 'TLSv1.2', crl: null, handshakeTimeoutMs: 5000 },
     limits: { maxHeaderSize: 65536, maxHeaders: 100, maxUriLength: 8192, headerTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
   };

@@ -132,7 +132,7 @@ interface Proxy { listener: Listener; port: number; selector: TestSelector; ende
 
 async function proxy(t: test.TestContext, endpoints: HostPort[], opts: { allow?: string[]; idleTimeoutMs?: number } = {}): Promise<Proxy> {
   const config: ListenerConfig = {
-    name: 'tunnel', address: { host: '127.0.0.1', port: 0 }, mode: 'tcp', upstream: 'backend', routes: [],
+    name: 'tunnel', address: { host: '127.0.0.1', port: 0 }, mode: 'tcp', upstream: 'backend', websocket: true, routes: [],
     tls: {
       cert: pki.file('server.pem', pki.server.cert), key: pki.file('server-key.pem', pki.server.key),
       clientCa: pki.file('ca.pem', pki.ca.cert), clientAuth: 'require', allow: opts.allow ?? [], minVersion: 'TLSv1.2', crl: null, handshakeTimeoutMs: 5000,

@@ -338,3 +338,17 @@ test("a real WebSocket client (undici's) through the proxy: open, a short and a 
   for (let i = 0; i < 50 && proxy.records.length === 0; i++) await sleep(20);
   assert.equal(proxy.records.at(-1)!.status, 101);
 });
+
+test('websocket = false on the listener: the handshake goes up as a plain request, and the connection closes after the answer', { timeout: 15_000 }, async (t) => {
+  const pki = await makeTestPki();
+  t.after(() => pki.cleanup());
+  const origin = await rawOrigin(t, pki, acceptAndEcho);
+  const proxy = await proxyFor(t, pki, origin.port, { listener: { websocket: false } });
+  const out = await rawExchange(proxy.port, pki, `${HANDSHAKE}EARLY`, 3000);
+  // the origin, not asked to switch, refuses (acceptAndEcho answers a head without Upgrade with 400)
+  assert.match(out, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  assert.match(out, /\r\nconnection: close\r\n/);
+  assert.doesNotMatch(origin.conns[0]!.head, /upgrade/);
+  await sleep(100);
+  assert.equal(Buffer.concat(origin.conns[0]!.after).length, 0, 'nothing behind the handshake reached the upstream');
+});

@@ -231,6 +231,7 @@ function serializeListener(l: ListenerConfig): object {
     address: formatHostPort(l.address),
     mode: l.mode,
     upstream: l.upstream,
+    websocket: l.websocket,
     tls: {
       cert: l.tls.cert,
       key: l.tls.key,

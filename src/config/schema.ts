@@ -36,7 +36,7 @@ const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 const ROUTE_HOST = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?(:\d{1,5})?$/;
 
 const ROOT_KEYS = ['server', 'admin', 'log', 'request_log', 'listeners', 'upstreams'];
-const LISTENER_KEYS = ['address', 'mode', 'upstream', 'tls', 'limits', 'routes'];
+const LISTENER_KEYS = ['address', 'mode', 'upstream', 'websocket', 'tls', 'limits', 'routes'];
 const LISTENER_TLS_KEYS = ['cert', 'key', 'client_ca', 'client_auth', 'allow', 'min_version', 'crl', 'handshake_timeout'];
 const LIMIT_KEYS = ['max_header_size', 'max_headers', 'max_uri_length', 'header_timeout', 'idle_timeout'];
 const ROUTE_KEYS = ['host', 'path_prefix', 'upstream', 'strip_prefix'];
@@ -135,12 +135,15 @@ function readListener(section: Section, upstreams: ReadonlyMap<string, UpstreamC
   const limits = section.child('limits', LIMIT_KEYS);
   const routes = section.arrayOfTables('routes', ROUTE_KEYS).map((route) => readRoute(route, upstreams));
   if (mode === 'tcp' && routes.length > 0) section.fail('routes', 'need mode = "http": a tcp listener forwards bytes to its upstream and cannot route');
+  const websocket = section.bool('websocket', true);
+  if (mode === 'tcp' && section.has('websocket')) section.fail('websocket', 'needs mode = "http": a tcp listener forwards bytes whatever the protocol');
 
   return {
     name: section.name,
     address: section.requiredAddress('address', { allowZeroPort: true }),
     mode,
     upstream,
+    websocket,
     tls: {
       cert: tls.requiredFile('cert'),
       key: tls.requiredFile('key'),

@@ -44,6 +44,8 @@ export interface ListenerConfig {
   address: HostPort;
   mode: 'http' | 'tcp';
   upstream: string;
+  /** http mode: WebSocket handshakes are forwarded and, on a 101, tunnelled (else dropped as any Upgrade). */
+  websocket: boolean;
   tls: ListenerTlsConfig;
   limits: ListenerLimits;
   routes: RouteConfig[];

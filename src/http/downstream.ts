@@ -314,7 +314,7 @@ export class DownstreamConnection implements ParserHandler, DownstreamPort {
     const id = requestIdOf(head);
     const host = form.host !== '' ? form.host : (cluster.config.tls.serverName ?? cluster.config.endpoints[0]?.host ?? 'localhost');
     if (this.#xfcc === undefined) this.#xfcc = this.#identity ? xfccOf(this.#identity) : null;
-    const upgradeTo = upgrade ? websocketUpgrade(head) : null;
+    const upgradeTo = upgrade && this.ctx.config.websocket ? websocketUpgrade(head) : null;
     const ex = new Exchange(this, {
       id,
       method: head.method,

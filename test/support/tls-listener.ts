@@ -21,7 +21,7 @@ export function checkNoSocketLeaks(pki: TestPki): void {
 /** An http-mode listener on 127.0.0.1:0 with the test server certificate and CA. */
 export function listenerConfig(pki: TestPki, clientAuth: ClientAuth = 'require', crl: string | null = null): ListenerConfig {
   return {
-    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', routes: [],
+    name: 'edge', address: { host: '127.0.0.1', port: 0 }, mode: 'http', upstream: 'backend', websocket: true, routes: [],
     tls: {
       cert: pki.file('server.pem', pki.server.cert), key: pki.file('server-key.pem', pki.server.key),
       clientCa: pki.file('ca.pem', pki.ca.cert), clientAuth, allow: [], minVersion: 'TLSv1.2', crl, handshakeTimeoutMs: 5000,
