@@ -352,3 +352,24 @@ test('websocket = false on the listener: the handshake goes up as a plain reques
   await sleep(100);
   assert.equal(Buffer.concat(origin.conns[0]!.after).length, 0, 'nothing behind the handshake reached the upstream');
 });
+
+test('a drain (SIGTERM) lets an open tunnel run until it ends, then finishes without waiting for drain_timeout', { timeout: 20_000 }, async (t) => {
+  const pki = await makeTestPki();
+  t.after(() => pki.cleanup());
+  const origin = await rawOrigin(t, pki, acceptAndEcho);
+  const proxy = await startProxy(pki, origin.port, { server: { drain_timeout: '10s' } });
+  const c = await connect(t, proxy.port, pki);
+  c.s.write(HANDSHAKE);
+  await c.until((b) => b.includes('ORIGIN-FIRST'));
+  const t0 = performance.now();
+  const drained = proxy.stop();
+  await sleep(100);
+  c.s.write('still-here');
+  await c.until((b) => b.toString('latin1').endsWith('still-here'));
+  c.s.end();
+  await drained;
+  const took = performance.now() - t0;
+  assert.ok(took < 5000, `the drain ended with the tunnel, after ${Math.round(took)} ms`);
+  assert.equal(proxy.records.at(-1)!.status, 101);
+  assert.equal(proxy.records.at(-1)!.error, null);
+});
