@@ -44,7 +44,7 @@ export interface ListenerConfig {
   address: HostPort;
   mode: 'http' | 'tcp';
   upstream: string;
-  /** http mode: WebSocket handshakes are forwarded and, on a 101, tunnelled (else dropped as any Upgrade). */
+  /** http mode: WebSocket handshakes are forwarded and, on a 101, tunnelled (else dropped like every other Upgrade). */
   websocket: boolean;
   tls: ListenerTlsConfig;
   limits: ListenerLimits;
